@@ -1,0 +1,111 @@
+"""What every command shares: error rendering, progress on stderr, JSON on stdout."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import typer
+from rich.console import Console
+
+from mmrec.errors import MMRecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps"
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def stdout() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx else None
+    return bool(root and isinstance(root.obj, dict) and root.obj.get("debug"))
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
+    err = stderr()
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    if hint:
+        err.print(f"[dim]hint: {hint}[/]")
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """One red line (and a hint) on stderr, exit 1; the traceback only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, click.exceptions.Exit, click.ClickException):
+            raise
+        except MMRecError as exc:
+            if _debug():
+                raise
+            raise fail(str(exc), exc.hint) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; run the same command again to resume", code=130) from None
+        except Exception as exc:  # a bug: still one line, unless the user asks for more
+            if _debug():
+                raise
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise fail(f"internal error: {type(exc).__name__}: {first}",
+                       "run again with `mmrec --debug ...` for the traceback") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def split_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+class RichProgress:
+    """Bars on stderr while it is a terminal; silent otherwise (CI, pipes)."""
+
+    def __init__(self) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.console = stderr()
+        self.enabled = self.console.is_terminal
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                            console=self.console, transient=True, disable=not self.enabled)
+
+    def __enter__(self) -> RichProgress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.__exit__(*exc)
+
+    def task(self, description: str, total: int | None) -> Callable[..., None]:
+        task_id = self.bar.add_task(description, total=total, info="")
+
+        def advance(n: int = 1, **fields: Any) -> None:
+            info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                             for k, v in fields.items())
+            self.bar.update(task_id, advance=n, **({"info": info} if fields else {}))
+
+        return advance
+
+    def log(self, message: str) -> None:
+        if self.enabled:
+            self.bar.console.print(message, markup=False)

@@ -1,0 +1,45 @@
+"""``mmrec``: the Typer app. This module only composes the per-command modules."""
+from __future__ import annotations
+
+import typer
+
+from mmrec import __version__
+from mmrec.cli import demo, encode, encoders
+
+app = typer.Typer(
+    name="mmrec",
+    help="Multimodal embeddings and recommendations over text, images and audio.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mmrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.obj = {"debug": debug}
+
+
+app.command("encode")(encode.encode)
+app.command("encoders")(encoders.encoders)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Atomic writes: a file is either absent, its old version, or complete, never half.
+
+Every writer goes to a temporary name in the same directory, flushes to disk, then
+``os.replace``-s it into place (atomic on POSIX and Windows).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_open(path, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
+
+
+def save_npy(path: str | Path, array: Any) -> None:
+    import numpy as np
+
+    with atomic_open(path, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+
+
+def save_npz(path: str | Path, **arrays: Any) -> None:
+    import numpy as np
+
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def save_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save
+
+    blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    with atomic_open(path, "wb") as fh:
+        fh.write(blob)
+
+
+def publish_dir(staging: Path, final: Path) -> None:
+    """Move a completely written directory into place (one rename on the same disk)."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)

@@ -1,0 +1,85 @@
+"""The encoder contract: a modality, a dimension and ``encode_batch``.
+
+Batching, length sorting, normalisation, dtype and progress live here once; a backend
+only turns a batch of prepared inputs into a matrix.
+"""
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+class Modality(str, enum.Enum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Encoder(ABC):
+    """One pretrained model embedding one modality.
+
+    Inputs handed to :meth:`encode_batch`:
+
+    - text: ``str`` (non-empty)
+    - image: ``PIL.Image.Image`` in RGB mode
+    - audio: 1-D ``numpy.float32`` waveform, mono, already at :attr:`sample_rate`
+    """
+
+    name: str
+    modality: Modality
+    dim: int
+    sample_rate: int | None = None  # audio encoders only
+
+    def __init__(self) -> None:
+        self.device: torch.device | None = None
+
+    def load(self, device: torch.device) -> None:
+        """Load weights onto ``device``. Called once, before the first batch."""
+        self.device = device
+
+    @abstractmethod
+    def encode_batch(self, inputs: Sequence[Any]) -> torch.Tensor:
+        """Return a ``(len(inputs), dim)`` float tensor; rows need not be normalised."""
+
+    def input_size(self, item: Any) -> int:
+        """A cost estimate used to sort inputs so a batch holds similar lengths."""
+        if isinstance(item, str):
+            return len(item)
+        size = getattr(item, "size", None)
+        return int(size) if isinstance(size, int) else 0
+
+    def encode(
+        self,
+        inputs: Sequence[Any],
+        batch_size: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Encode ``inputs`` in length-sorted batches; unit-norm float32 rows, input order."""
+        import numpy as np
+        import torch
+
+        if self.device is None:
+            raise RuntimeError(f"encoder {self.name} used before load()")
+        out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        order = sorted(range(len(inputs)), key=lambda i: self.input_size(inputs[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                vecs = self.encode_batch([inputs[i] for i in idx]).float()
+                vecs = torch.nn.functional.normalize(vecs, dim=-1)
+                out[idx] = vecs.cpu().numpy()
+                if on_batch is not None:
+                    on_batch(len(idx))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "modality": self.modality.value, "dim": self.dim}

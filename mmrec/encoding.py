@@ -1,0 +1,265 @@
+"""``mmrec encode``: embed every item of a catalog into a store, incrementally.
+
+Per modality, an item is encoded only if its content hash is new: unchanged items are
+reused from the store, items finished by a killed run from its journal. Work is done in
+chunks, each appended to the journal atomically, so an interrupted run loses at most
+the chunk in flight.
+"""
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrec.catalog import Catalog, Item, Problem, load_audio, load_image, read_catalog
+from mmrec.encoders.base import Encoder, Modality
+from mmrec.errors import ConfigError, InputError, StoreError
+from mmrec.progress import NullProgress, Progress
+from mmrec.store import Column, Journal, Store, write_store
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+
+class OnError(str, enum.Enum):
+    SKIP = "skip"
+    FAIL = "fail"
+
+
+@dataclass
+class EncodeReport:
+    store: str
+    items: int
+    vectors: dict[str, int]
+    encoded: dict[str, int]
+    reused: dict[str, int]
+    removed: int
+    skipped: list[Problem]
+    seconds: float
+    device: str
+    encoders: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store, "items": self.items, "vectors": self.vectors,
+            "encoded": self.encoded, "reused": self.reused, "removed": self.removed,
+            "skipped": [p.as_dict() for p in self.skipped], "seconds": round(self.seconds, 3),
+            "device": self.device, "encoders": self.encoders,
+        }
+
+
+def resolve_encoders(preset: str, overrides: dict[str, str] | None) -> dict[Modality, str]:
+    from mmrec.resources import preset as load_preset
+
+    names = {Modality(m): n for m, n in load_preset(preset)["encoders"].items()}
+    for modality, name in (overrides or {}).items():
+        names[Modality(modality)] = name
+    return names
+
+
+def _choose_modalities(catalog: Catalog, requested: list[Modality] | None,
+                       available: dict[Modality, str]) -> list[Modality]:
+    present = catalog.modalities()
+    if requested is None:
+        return [m for m in present if m in available]
+    for modality in requested:
+        if modality not in available:
+            raise ConfigError(f"no {modality.value} encoder in the preset; pass --{modality.value}-encoder")
+        if modality not in present:
+            raise ConfigError(f"{catalog.path}: no item has {modality.value}")
+    return list(requested)
+
+
+def _prepare(item: Item, modality: Modality, encoder: Encoder) -> Any:
+    if modality is Modality.TEXT:
+        return item.text
+    if modality is Modality.IMAGE:
+        return load_image(item.image)
+    return load_audio(item.audio, encoder.sample_rate)
+
+
+class _Run:
+    """State of one encode run over one store."""
+
+    def __init__(self, catalog: Catalog, out: Path, on_error: OnError, batch_size: int,
+                 chunk_size: int, progress: Progress) -> None:
+        self.catalog, self.out, self.on_error = catalog, out, on_error
+        self.batch_size, self.chunk_size, self.progress = batch_size, chunk_size, progress
+        self.old = Store.open(out) if Store.exists(out) else None
+        self.journal = Journal(out)
+        self.problems: list[Problem] = list(catalog.problems)
+        self.vectors: dict[Modality, dict[str, np.ndarray]] = {}
+        self.hashes: dict[str, dict[str, str]] = {it.id: {} for it in catalog.items}
+        self.failures: dict[str, dict[str, list[str]]] = {}
+        self.old_failures = self.old.failures() if self.old else {}
+        self.encoded: dict[str, int] = {}
+        self.reused: dict[str, int] = {}
+
+    def _old_vectors(self, modality: Modality, encoder: str) -> dict[str, tuple[str, np.ndarray]]:
+        if self.old is None or modality not in self.old.modalities:
+            return {}
+        if self.old.encoder(modality) != encoder:
+            raise StoreError(
+                f"{self.out} holds {modality.value} vectors from {self.old.encoder(modality)}, "
+                f"not {encoder}",
+                hint="write to a new --out directory, or delete the old store",
+            )
+        matrix, mask = self.old.matrix(modality, mmap=True)
+        hashes = self.old.hashes()
+        return {item_id: (hashes[item_id][modality.value], matrix[i])
+                for i, item_id in enumerate(self.old.ids)
+                if mask[i] and modality.value in hashes.get(item_id, {})}
+
+    def plan(self, modality: Modality, encoder_name: str) -> list[tuple[Item, str]]:
+        """Fill in reusable vectors; return the (item, hash) pairs still to encode."""
+        known = self._old_vectors(modality, encoder_name)
+        known.update(self.journal.load(modality.value, encoder_name))
+        done, todo = self.vectors.setdefault(modality, {}), []
+        for item in self.catalog.items:
+            digest = item.content_hash(modality)
+            if digest is None:
+                continue
+            self.hashes[item.id][modality.value] = digest
+            failed = self.old_failures.get(item.id, {}).get(modality.value)
+            if item.id in known and known[item.id][0] == digest:
+                done[item.id] = known[item.id][1]
+            elif failed and failed[0] == digest:  # same bad input as last time: report, not retry
+                self.skip(item, modality, failed[1], digest)
+            else:
+                todo.append((item, digest))
+        self.reused[modality.value] = len(done)
+        return todo
+
+    def skip(self, item: Item, modality: Modality, reason: str, digest: str) -> None:
+        problem = Problem(item.row, item.id, reason, modality.value)
+        if self.on_error is OnError.FAIL:
+            raise InputError(f"{self.catalog.path}: {problem}", hint="--on-error skip skips bad items")
+        self.problems.append(problem)
+        self.hashes[item.id].pop(modality.value, None)
+        self.failures.setdefault(item.id, {})[modality.value] = [digest, reason]
+        self.progress.log(f"skipped {problem}")
+
+    def encode(self, modality: Modality, encoder: Encoder, todo: list[tuple[Item, str]]) -> None:
+        import numpy as np
+
+        advance = self.progress.task(f"{modality.value:5} {encoder.name}", len(todo))
+        count = 0
+        for start in range(0, len(todo), self.chunk_size):
+            ready, inputs = [], []
+            for item, digest in todo[start : start + self.chunk_size]:
+                try:
+                    inputs.append(_prepare(item, modality, encoder))
+                    ready.append((item, digest))
+                except InputError as exc:
+                    self.skip(item, modality, str(exc), digest)
+                    advance(1)
+            if not ready:
+                continue
+            vecs = encoder.encode(inputs, self.batch_size, on_batch=advance)
+            if vecs.shape[1] != encoder.dim:
+                raise StoreError(f"{encoder.name} returned {vecs.shape[1]}-d vectors, "
+                                 f"declared {encoder.dim}-d")
+            finite = np.isfinite(vecs).all(axis=1)
+            for (item, digest), ok in zip(ready, finite):
+                if not ok:
+                    self.skip(item, modality, "encoder returned NaN or infinite values", digest)
+            kept = [i for i, ok in enumerate(finite) if ok]
+            ids = [ready[i][0].id for i in kept]
+            self.journal.append(modality.value, encoder.name, ids,
+                                [ready[i][1] for i in kept], vecs[kept])
+            self.vectors[modality].update(zip(ids, vecs[kept]))
+            count += len(kept)
+        self.encoded[modality.value] = count
+
+    def publish(self, encoders: dict[Modality, Encoder | str], dims: dict[Modality, int],
+                info: dict[str, Any]) -> Store:
+        import numpy as np
+
+        ids = [it.id for it in self.catalog.items
+               if any(it.id in self.vectors[m] for m in self.vectors)]
+        columns = {}
+        for modality, vectors in self.vectors.items():
+            matrix = np.zeros((len(ids), dims[modality]), dtype=np.float32)
+            mask = np.zeros(len(ids), dtype=bool)
+            for row, item_id in enumerate(ids):
+                if item_id in vectors:
+                    matrix[row], mask[row] = vectors[item_id], True
+            name = encoders[modality]
+            columns[modality.value] = Column(getattr(name, "name", name), dims[modality], matrix, mask)
+        by_id = {it.id: it for it in self.catalog.items}
+        items = [{"id": i, **by_id[i].metadata} for i in ids]
+        hashes = {i: self.hashes[i] for i in ids}
+        return write_store(self.out, ids, columns, hashes, items, info, self.failures)
+
+
+def encode(
+    catalog: str | Path,
+    out: str | Path,
+    preset: str = "default",
+    encoders: dict[str, str] | None = None,
+    modalities: list[Modality | str] | None = None,
+    text_fields: list[str] | None = None,
+    batch_size: int = 32,
+    chunk_size: int | None = None,
+    device: str = "auto",
+    on_error: OnError | str = OnError.SKIP,
+    progress: Progress | None = None,
+) -> EncodeReport:
+    """Embed every item of ``catalog`` into the store at ``out``.
+
+    Re-running on the same catalog encodes nothing; changed items are re-encoded,
+    removed items leave the store, and a killed run resumes from its journal.
+    """
+    from mmrec.encoders.registry import create
+    from mmrec.runtime import resolve_device
+
+    started = time.perf_counter()
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    on_error, progress = OnError(on_error), progress or NullProgress()
+    cat = read_catalog(catalog, text_fields)
+    if on_error is OnError.FAIL and cat.problems:
+        raise InputError(f"{cat.path}: {cat.problems[0]}"
+                         + (f" (and {len(cat.problems) - 1} more)" if len(cat.problems) > 1 else ""),
+                         hint="--on-error skip skips bad items")
+    names = resolve_encoders(preset, encoders)
+    wanted = _choose_modalities(cat, [Modality(m) for m in modalities] if modalities else None, names)
+    if not wanted:
+        raise ConfigError(f"{cat.path}: no item has a modality the preset can encode")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"--out {out} is a file, not a store directory")
+    if out.is_dir() and any(out.iterdir()) and not Store.exists(out) and not (out / ".partial").is_dir():
+        raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec store")
+    run = _Run(cat, out, on_error, batch_size, chunk_size or max(256, 8 * batch_size), progress)
+    dev = None  # resolved only when something needs encoding: a no-op re-run stays cheap
+    built: dict[Modality, Encoder | str] = {}
+    dims: dict[Modality, int] = {}
+    for modality in wanted:
+        encoder = create(names[modality], modality)
+        todo = run.plan(modality, encoder.name)
+        if todo:
+            dev = dev or resolve_device(device)
+            encoder.load(dev)
+            run.encode(modality, encoder, todo)
+        else:
+            run.encoded[modality.value] = 0
+        built[modality], dims[modality] = encoder, encoder.dim
+    if run.old is not None:  # modalities not asked for this time keep their unchanged vectors
+        for modality in run.old.modalities:
+            if modality not in built and modality in cat.modalities():
+                run.plan(modality, run.old.encoder(modality))
+                built[modality], dims[modality] = run.old.encoder(modality), run.old.dim(modality)
+                run.encoded[modality.value] = 0
+    before = set(run.old.ids) if run.old else set()
+    store = run.publish(built, dims, {"catalog": str(cat.path), "text_fields": cat.text_fields,
+                                      "preset": preset})
+    return EncodeReport(
+        store=str(out), items=len(store), vectors={m.value: int(store.matrix(m)[1].sum()) for m in store.modalities},
+        encoded=run.encoded, reused=run.reused, removed=len(before - set(store.ids)),
+        skipped=run.problems, seconds=time.perf_counter() - started, device=str(dev or "-"),
+        encoders={m.value: getattr(e, "name", e) for m, e in built.items()},
+    )

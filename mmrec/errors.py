@@ -1,0 +1,44 @@
+"""Exceptions users can see.
+
+Library code raises these; the CLI turns each into one line on stderr and exit code 1.
+"""
+from __future__ import annotations
+
+
+class MMRecError(Exception):
+    """Base class of every error mmrec reports to a user."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class UnknownEncoderError(MMRecError):
+    hint = "run `mmrec encoders` to list the known encoders"
+
+
+class ModelNotFoundError(MMRecError):
+    """Weights for an encoder are not on this machine."""
+
+
+class CatalogError(MMRecError):
+    """The catalog file is missing, empty or malformed."""
+
+
+class InputError(MMRecError):
+    """One item's image, audio or text cannot be used."""
+
+
+class StoreError(MMRecError):
+    """An embedding store is missing, corrupt, or from other encoders."""
+
+
+class DeviceError(MMRecError):
+    """The requested device is not available."""
+
+
+class ConfigError(MMRecError):
+    """An option value or combination is invalid."""

@@ -1,0 +1,32 @@
+"""Where shipped data lives: the ``assets/`` tree installed as ``mmrec.assets``."""
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mmrec.errors import ModelNotFoundError
+
+
+def asset(relative: str) -> Path:
+    """Path of a shipped file, e.g. ``asset("aisfx/aisfx.safetensors")``."""
+    path = Path(str(resources.files("mmrec.assets"))) / relative
+    if not path.exists():
+        raise ModelNotFoundError(
+            f"shipped asset {relative!r} is missing from this install ({path})",
+            hint="reinstall mmrec: pip install -e .",
+        )
+    return path
+
+
+def preset(name: str) -> dict[str, Any]:
+    """An encoder bundle from ``assets/presets/NAME.json``: modality -> encoder name."""
+    from mmrec.errors import ConfigError
+
+    directory = Path(str(resources.files("mmrec.assets"))) / "presets"
+    path = directory / f"{name}.json"
+    if not path.exists():
+        known = sorted(p.stem for p in directory.glob("*.json"))
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+    return json.loads(path.read_text())

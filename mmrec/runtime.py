@@ -1,0 +1,112 @@
+"""The one place for device, precision, seeds and threads.
+
+Nothing else in mmrec calls ``torch.cuda`` or ``torch.backends.mps``.
+"""
+from __future__ import annotations
+
+import contextlib
+import enum
+import random
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from mmrec.errors import DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DeviceChoice(str, enum.Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class Precision(str, enum.Enum):
+    AUTO = "auto"  # bf16 autocast on CUDA where supported, fp32 elsewhere
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+def _mps_available() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def resolve_device(choice: DeviceChoice | str = DeviceChoice.AUTO) -> torch.device:
+    """``auto`` probes cuda, then mps, then cpu; an explicit choice must be available."""
+    import torch
+
+    choice = DeviceChoice(choice)
+    if choice is DeviceChoice.AUTO:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if _mps_available() else torch.device("cpu")
+    if choice is DeviceChoice.CUDA and not torch.cuda.is_available():
+        raise DeviceError("--device cuda asked for, but no CUDA GPU is visible",
+                          hint="use --device auto or --device cpu")
+    if choice is DeviceChoice.MPS and not _mps_available():
+        raise DeviceError("--device mps asked for, but Apple MPS is not available",
+                          hint="use --device auto or --device cpu")
+    return torch.device(choice.value)
+
+
+def autocast_dtype(device: torch.device, precision: Precision | str = Precision.AUTO):
+    """The dtype to autocast to on ``device``, or None for plain fp32."""
+    import torch
+
+    precision = Precision(precision)
+    if precision is Precision.FP32:
+        return None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    if precision is Precision.BF16:
+        if device.type == "cpu":
+            return torch.bfloat16
+        raise DeviceError(f"bf16 is not supported on {device}", hint="use --precision fp32")
+    return None
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: Precision | str = Precision.AUTO) -> Iterator[None]:
+    import torch
+
+    dtype = autocast_dtype(device, precision)
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=dtype):
+        yield
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) for a reproducible run."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        from mmrec.errors import ConfigError
+
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so timings measure the work and not its launch."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,221 @@
+"""The embedding store: per-modality unit-norm vectors, ids, masks and content hashes.
+
+Layout of a store directory::
+
+    manifest.json          format, versions, encoders per modality, item count, and
+                           the name of the current data directory
+    data-<gen>/ids.json    item ids, row order of every matrix
+    data-<gen>/<m>.npy     (items, dim) float32, L2-normalised rows, zeros where absent
+    data-<gen>/<m>.mask.npy  (items,) bool presence mask
+    data-<gen>/hashes.json {id: {modality: content hash}}
+    data-<gen>/failures.json {id: {modality: [hash, reason]}}: bad inputs, not retried
+                           until their content changes
+    data-<gen>/items.jsonl metadata per item (title, ...), shown by `recommend`
+    .partial/              encoded chunks of an unfinished run (resume journal)
+
+A new generation is written next to the old one and published by replacing
+``manifest.json``; readers never see a half-written store.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrec import __version__
+from mmrec.atomic import publish_dir, save_npy, save_npz, write_json
+from mmrec.encoders.base import Modality
+from mmrec.errors import StoreError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+FORMAT = "mmrec-store"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+JOURNAL = ".partial"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise StoreError(f"{path.parent}: missing {path.name}: not a complete mmrec store") from exc
+    except json.JSONDecodeError as exc:
+        raise StoreError(f"{path}: corrupt JSON ({exc.msg})") from exc
+
+
+class Store:
+    """A read-only view of one published store generation."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.data_dir = path / manifest["data"]
+        self.ids: list[str] = _read_json(self.data_dir / "ids.json")
+        self._index = {item_id: i for i, item_id in enumerate(self.ids)}
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        path = Path(path)
+        if not path.is_dir():
+            raise StoreError(f"store not found: {path}", hint="create one with `mmrec encode`")
+        manifest = _read_json(path / MANIFEST)
+        if manifest.get("format") != FORMAT:
+            raise StoreError(f"{path} is not an mmrec embedding store")
+        if manifest.get("format_version", 0) > FORMAT_VERSION:
+            raise StoreError(f"{path} was written by a newer mmrec "
+                             f"({manifest.get('mmrec_version')}); upgrade mmrec")
+        return cls(path, manifest)
+
+    @staticmethod
+    def exists(path: str | Path) -> bool:
+        return (Path(path) / MANIFEST).is_file()
+
+    @property
+    def modalities(self) -> list[Modality]:
+        return [Modality(m) for m in self.manifest["modalities"]]
+
+    def encoder(self, modality: Modality | str) -> str:
+        return self.manifest["modalities"][Modality(modality).value]["encoder"]
+
+    def dim(self, modality: Modality | str) -> int:
+        return int(self.manifest["modalities"][Modality(modality).value]["dim"])
+
+    def encoders(self) -> dict[str, dict[str, Any]]:
+        """``{modality: {encoder, dim}}``: what a model built on this store must match."""
+        return {m: {"encoder": v["encoder"], "dim": v["dim"]}
+                for m, v in self.manifest["modalities"].items()}
+
+    def _check(self, modality: Modality | str) -> Modality:
+        modality = Modality(modality)
+        if modality.value not in self.manifest["modalities"]:
+            have = ", ".join(self.manifest["modalities"]) or "none"
+            raise StoreError(f"store {self.path} has no {modality.value} vectors (it has: {have})")
+        return modality
+
+    def matrix(self, modality: Modality | str, mmap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The full ``(items, dim)`` matrix (zeros where absent) and its presence mask."""
+        import numpy as np
+
+        m = self._check(modality).value
+        matrix = np.load(self.data_dir / f"{m}.npy", mmap_mode="r" if mmap else None)
+        mask = np.load(self.data_dir / f"{m}.mask.npy")
+        return matrix, mask
+
+    def vectors(self, modality: Modality | str) -> tuple[list[str], np.ndarray]:
+        """Ids and unit-norm float32 rows of the items that have ``modality``."""
+        import numpy as np
+
+        matrix, mask = self.matrix(modality)
+        rows = np.flatnonzero(mask)
+        return [self.ids[i] for i in rows], np.asarray(matrix[rows], dtype=np.float32)
+
+    def hashes(self) -> dict[str, dict[str, str]]:
+        return _read_json(self.data_dir / "hashes.json")
+
+    def failures(self) -> dict[str, dict[str, list[str]]]:
+        """``{id: {modality: [content hash, reason]}}`` of inputs that could not be encoded."""
+        path = self.data_dir / "failures.json"
+        return _read_json(path) if path.exists() else {}
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        """Metadata per item id (title and the catalog's other fields)."""
+        out = {}
+        with open(self.data_dir / "items.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                record = json.loads(line)
+                out[record.pop("id")] = record
+        return out
+
+    def row(self, item_id: str) -> int:
+        try:
+            return self._index[item_id]
+        except KeyError:
+            raise StoreError(f"unknown item id {item_id!r} in store {self.path}") from None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class Column:
+    """One modality's vectors for a new generation, rows aligned with the ids."""
+
+    encoder: str
+    dim: int
+    matrix: np.ndarray
+    mask: np.ndarray
+
+
+def write_store(path: Path, ids: list[str], columns: dict[str, Column],
+                hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
+                info: dict[str, Any], failures: dict[str, dict[str, list[str]]] | None = None) -> Store:
+    """Publish a new generation atomically, then remove older generations and the journal."""
+    path.mkdir(parents=True, exist_ok=True)
+    generation = f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+    staging = path / f".{generation}.tmp"
+    staging.mkdir()
+    write_json(staging / "ids.json", ids)
+    write_json(staging / "hashes.json", hashes)
+    write_json(staging / "failures.json", failures or {})
+    with open(staging / "items.jsonl", "w", encoding="utf-8") as fh:
+        for record in items:
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    for modality, column in columns.items():
+        save_npy(staging / f"{modality}.npy", column.matrix)
+        save_npy(staging / f"{modality}.mask.npy", column.mask)
+    publish_dir(staging, path / generation)
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "mmrec_version": __version__,
+        "data": generation,
+        "items": len(ids),
+        "modalities": {m: {"encoder": c.encoder, "dim": c.dim, "normalized": True,
+                           "count": int(c.mask.sum())} for m, c in columns.items()},
+        **info,
+    }
+    write_json(path / MANIFEST, manifest)
+    for old in path.glob("data-*"):
+        if old.name != generation:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in path.glob(".data-*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(path / JOURNAL, ignore_errors=True)
+    return Store(path, manifest)
+
+
+class Journal:
+    """Chunks encoded by an unfinished run, so a killed run resumes where it stopped."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.dir = store_path / JOURNAL
+
+    def load(self, modality: str, encoder: str) -> dict[str, tuple[str, np.ndarray]]:
+        """``{id: (hash, vector)}`` of every finished chunk made by ``encoder``."""
+        import numpy as np
+
+        done: dict[str, tuple[str, np.ndarray]] = {}
+        for chunk in sorted(self.dir.glob(f"{modality}-*.npz")):
+            try:
+                with np.load(chunk, allow_pickle=False) as data:
+                    if str(data["encoder"]) != encoder:
+                        continue
+                    for item_id, digest, vec in zip(data["ids"], data["hashes"], data["vectors"]):
+                        done[str(item_id)] = (str(digest), vec)
+            except (OSError, ValueError, KeyError):
+                continue  # a chunk from a crashed writer: its items are simply encoded again
+        return done
+
+    def append(self, modality: str, encoder: str, ids: list[str], hashes: list[str],
+               vectors: np.ndarray) -> None:
+        import numpy as np
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        seq = len(list(self.dir.glob(f"{modality}-*.npz")))
+        save_npz(self.dir / f"{modality}-{seq:06d}.npz", encoder=np.array(encoder),
+                 ids=np.array(ids), hashes=np.array(hashes), vectors=vectors)
