@@ -23,7 +23,10 @@ def stderr() -> Console:
 
 
 def stdout() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # piped output: never truncate ids or names to 80 columns
+        console.width = 240
+    return console
 
 
 def _debug() -> bool:
