@@ -83,8 +83,13 @@ class RichProgress:
     """Bars on stderr while it is a terminal; silent otherwise (CI, pipes)."""
 
     def __init__(self) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = stderr()
         self.enabled = self.console.is_terminal

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import typer
 
-from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, split_list, stdout
+from mmrec.cli._common import (
+    DEVICE_HELP,
+    RichProgress,
+    handle_errors,
+    print_json,
+    split_list,
+    stdout,
+)
 from mmrec.encoders.base import Modality
 from mmrec.encoding import EncodeReport, OnError
 from mmrec.runtime import DeviceChoice

@@ -21,7 +21,6 @@ from mmrec.store import Column, Journal, Store, write_store
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
 
 class OnError(str, enum.Enum):
@@ -163,14 +162,14 @@ class _Run:
                 raise StoreError(f"{encoder.name} returned {vecs.shape[1]}-d vectors, "
                                  f"declared {encoder.dim}-d")
             finite = np.isfinite(vecs).all(axis=1)
-            for (item, digest), ok in zip(ready, finite):
+            for (item, digest), ok in zip(ready, finite, strict=True):
                 if not ok:
                     self.skip(item, modality, "encoder returned NaN or infinite values", digest)
             kept = [i for i, ok in enumerate(finite) if ok]
             ids = [ready[i][0].id for i in kept]
             self.journal.append(modality.value, encoder.name, ids,
                                 [ready[i][1] for i in kept], vecs[kept])
-            self.vectors[modality].update(zip(ids, vecs[kept]))
+            self.vectors[modality].update(zip(ids, vecs[kept], strict=True))
             count += len(kept)
         self.encoded[modality.value] = count
 

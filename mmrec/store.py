@@ -205,7 +205,7 @@ class Journal:
                 with np.load(chunk, allow_pickle=False) as data:
                     if str(data["encoder"]) != encoder:
                         continue
-                    for item_id, digest, vec in zip(data["ids"], data["hashes"], data["vectors"]):
+                    for item_id, digest, vec in zip(data["ids"], data["hashes"], data["vectors"], strict=True):
                         done[str(item_id)] = (str(digest), vec)
             except (OSError, ValueError, KeyError):
                 continue  # a chunk from a crashed writer: its items are simply encoded again

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAKE, FAKE_OPTIONS, make_catalog, write_png
 from typer.testing import CliRunner
 
+from conftest import FAKE, FAKE_OPTIONS, make_catalog, write_png
 from mmrec.cli.main import app
 from mmrec.store import Store
 

@@ -8,8 +8,8 @@ import sys
 import time
 
 import numpy as np
-from conftest import FAKE_OPTIONS, make_catalog
 
+from conftest import FAKE_OPTIONS, make_catalog
 from mmrec.store import Store
 
 
@@ -68,7 +68,7 @@ def test_interrupt_mid_publish_keeps_the_old_store(tmp_path, monkeypatch, media,
     from mmrec.encoding import encode
 
     catalog = make_catalog(media, rows)
-    encoders = dict(zip(["text", "image", "audio"], FAKE_OPTIONS[1::2]))
+    encoders = dict(zip(["text", "image", "audio"], FAKE_OPTIONS[1::2], strict=True))
     encode(catalog, tmp_path / "s", encoders=encoders)
     before = Store.open(tmp_path / "s")
 
