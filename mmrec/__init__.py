@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from mmrec.encoding import EncodeReport
+    from mmrec.query import Hit, Query
 
 
 def encode(catalog: Any, out: Any, **options: Any) -> EncodeReport:
@@ -20,4 +21,33 @@ def encode(catalog: Any, out: Any, **options: Any) -> EncodeReport:
     return _encode(catalog, out, **options)
 
 
-__all__ = ["__version__", "encode"]
+def recommend(path: Any, query: Query) -> list[Hit]:
+    """Top-k for ``query`` from an aligner (search) or a trained model (recommendation)."""
+    from mmrec.artifacts import Kind, kind_of
+
+    if kind_of(path) is Kind.ALIGNER:
+        from mmrec.align.search import recommend as run
+    else:
+        from mmrec.recsys.recommend import recommend as run
+    return run(path, query)
+
+
+def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
+    """Metrics of an aligner (cross-modal retrieval) or a model (recommendation)."""
+    from mmrec.artifacts import Kind, kind_of
+
+    kind = kind_of(path)
+    if what == "retrieval" or (what == "auto" and kind is Kind.ALIGNER):
+        if kind is not Kind.ALIGNER:
+            from mmrec.errors import ConfigError
+
+            raise ConfigError(f"{path} is a trained model; retrieval evaluation needs an aligner")
+        from mmrec.align.evaluate import retrieval
+
+        return retrieval(path, **options)
+    from mmrec.recsys.evaluate import evaluate as run
+
+    return run(path, **options)
+
+
+__all__ = ["__version__", "encode", "evaluate", "recommend"]

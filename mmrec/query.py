@@ -1,0 +1,42 @@
+"""What `recommend` asks and answers, whatever directory (aligner or model) serves it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Query:
+    """One recommendation or search request.
+
+    Exactly one *kind* of anchor is given: content (``text``/``image``/``audio``, any
+    mix, fused), ``items`` (one or several item ids, fused), ``user`` (a user the model
+    was trained on) or ``history`` (item ids of a user the model never saw).
+    """
+
+    text: str | None = None
+    image: Path | None = None
+    audio: Path | None = None
+    items: list[str] = field(default_factory=list)
+    user: str | None = None
+    history: list[str] = field(default_factory=list)
+    modality: str = "fused"  # which item vectors to search: fused|text|image|audio
+    k: int = 10
+    exclude_seen: bool = True
+    explain: bool = False
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    title: str | None = None
+    matched: str | None = None  # the modality whose vectors matched
+    explanation: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["score"] = round(self.score, 6)
+        return {k: v for k, v in out.items() if v not in (None, {}, [])}
