@@ -90,14 +90,15 @@ class _Run:
         self.old = Store.open(out) if Store.exists(out) else None
         self.journal = Journal(out)
         self.problems: list[Problem] = list(catalog.problems)
-        self.vectors: dict[Modality, dict[str, np.ndarray]] = {}
+        # per modality: id -> (unit vector, raw norm)
+        self.vectors: dict[Modality, dict[str, tuple[np.ndarray, float]]] = {}
         self.hashes: dict[str, dict[str, str]] = {it.id: {} for it in catalog.items}
         self.failures: dict[str, dict[str, list[str]]] = {}
         self.old_failures = self.old.failures() if self.old else {}
         self.encoded: dict[str, int] = {}
         self.reused: dict[str, int] = {}
 
-    def _old_vectors(self, modality: Modality, encoder: str) -> dict[str, tuple[str, np.ndarray]]:
+    def _old_vectors(self, modality: Modality, encoder: str) -> dict[str, tuple[str, np.ndarray, float]]:
         if self.old is None or modality not in self.old.modalities:
             return {}
         if self.old.encoder(modality) != encoder:
@@ -107,8 +108,8 @@ class _Run:
                 hint="write to a new --out directory, or delete the old store",
             )
         matrix, mask = self.old.matrix(modality, mmap=True)
-        hashes = self.old.hashes()
-        return {item_id: (hashes[item_id][modality.value], matrix[i])
+        norms, hashes = self.old.norms(modality), self.old.hashes()
+        return {item_id: (hashes[item_id][modality.value], matrix[i], float(norms[i]))
                 for i, item_id in enumerate(self.old.ids)
                 if mask[i] and modality.value in hashes.get(item_id, {})}
 
@@ -124,7 +125,7 @@ class _Run:
             self.hashes[item.id][modality.value] = digest
             failed = self.old_failures.get(item.id, {}).get(modality.value)
             if item.id in known and known[item.id][0] == digest:
-                done[item.id] = known[item.id][1]
+                done[item.id] = known[item.id][1:]
             elif failed and failed[0] == digest:  # same bad input as last time: report, not retry
                 self.skip(item, modality, failed[1], digest)
             else:
@@ -157,7 +158,7 @@ class _Run:
                     advance(1)
             if not ready:
                 continue
-            vecs = encoder.encode(inputs, self.batch_size, on_batch=advance)
+            vecs, norms = encoder.encode(inputs, self.batch_size, on_batch=advance, return_norms=True)
             if vecs.shape[1] != encoder.dim:
                 raise StoreError(f"{encoder.name} returned {vecs.shape[1]}-d vectors, "
                                  f"declared {encoder.dim}-d")
@@ -168,8 +169,9 @@ class _Run:
             kept = [i for i, ok in enumerate(finite) if ok]
             ids = [ready[i][0].id for i in kept]
             self.journal.append(modality.value, encoder.name, ids,
-                                [ready[i][1] for i in kept], vecs[kept])
-            self.vectors[modality].update(zip(ids, vecs[kept], strict=True))
+                                [ready[i][1] for i in kept], vecs[kept], norms[kept])
+            self.vectors[modality].update(zip(ids, zip(vecs[kept], norms[kept], strict=True),
+                                              strict=True))
             count += len(kept)
         self.encoded[modality.value] = count
 
@@ -183,11 +185,13 @@ class _Run:
         for modality, vectors in self.vectors.items():
             matrix = np.zeros((len(ids), dims[modality]), dtype=np.float32)
             mask = np.zeros(len(ids), dtype=bool)
+            norms = np.zeros(len(ids), dtype=np.float32)
             for row, item_id in enumerate(ids):
                 if item_id in vectors:
-                    matrix[row], mask[row] = vectors[item_id], True
+                    (matrix[row], norms[row]), mask[row] = vectors[item_id], True
             name = encoders[modality]
-            columns[modality.value] = Column(getattr(name, "name", name), dims[modality], matrix, mask)
+            columns[modality.value] = Column(getattr(name, "name", name), dims[modality], matrix,
+                                             mask, norms)
         by_id = {it.id: it for it in self.catalog.items}
         items = [{"id": i, **by_id[i].metadata} for i in ids]
         hashes = {i: self.hashes[i] for i in ids}

@@ -7,6 +7,8 @@ Layout of a store directory::
     data-<gen>/ids.json    item ids, row order of every matrix
     data-<gen>/<m>.npy     (items, dim) float32, L2-normalised rows, zeros where absent
     data-<gen>/<m>.mask.npy  (items,) bool presence mask
+    data-<gen>/<m>.norm.npy  (items,) float32 L2 norm of each raw vector before
+                           normalising (a linear head on raw features needs it)
     data-<gen>/hashes.json {id: {modality: content hash}}
     data-<gen>/failures.json {id: {modality: [hash, reason]}}: bad inputs, not retried
                            until their content changes
@@ -106,6 +108,12 @@ class Store:
         mask = np.load(self.data_dir / f"{m}.mask.npy")
         return matrix, mask
 
+    def norms(self, modality: Modality | str) -> np.ndarray:
+        """``(items,)`` L2 norms of the raw vectors: ``matrix * norms[:, None]`` is raw."""
+        import numpy as np
+
+        return np.load(self.data_dir / f"{self._check(modality).value}.norm.npy")
+
     def vectors(self, modality: Modality | str) -> tuple[list[str], np.ndarray]:
         """Ids and unit-norm float32 rows of the items that have ``modality``."""
         import numpy as np
@@ -149,6 +157,7 @@ class Column:
     dim: int
     matrix: np.ndarray
     mask: np.ndarray
+    norms: np.ndarray
 
 
 def write_store(path: Path, ids: list[str], columns: dict[str, Column],
@@ -168,6 +177,7 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
     for modality, column in columns.items():
         save_npy(staging / f"{modality}.npy", column.matrix)
         save_npy(staging / f"{modality}.mask.npy", column.mask)
+        save_npy(staging / f"{modality}.norm.npy", column.norms)
     publish_dir(staging, path / generation)
     manifest = {
         "format": FORMAT,
@@ -195,27 +205,28 @@ class Journal:
     def __init__(self, store_path: Path) -> None:
         self.dir = store_path / JOURNAL
 
-    def load(self, modality: str, encoder: str) -> dict[str, tuple[str, np.ndarray]]:
-        """``{id: (hash, vector)}`` of every finished chunk made by ``encoder``."""
+    def load(self, modality: str, encoder: str) -> dict[str, tuple[str, np.ndarray, float]]:
+        """``{id: (hash, unit vector, raw norm)}`` of every finished chunk made by ``encoder``."""
         import numpy as np
 
-        done: dict[str, tuple[str, np.ndarray]] = {}
+        done: dict[str, tuple[str, np.ndarray, float]] = {}
         for chunk in sorted(self.dir.glob(f"{modality}-*.npz")):
             try:
                 with np.load(chunk, allow_pickle=False) as data:
                     if str(data["encoder"]) != encoder:
                         continue
-                    for item_id, digest, vec in zip(data["ids"], data["hashes"], data["vectors"], strict=True):
-                        done[str(item_id)] = (str(digest), vec)
+                    for row in zip(data["ids"], data["hashes"], data["vectors"], data["norms"],
+                                   strict=True):
+                        done[str(row[0])] = (str(row[1]), row[2], float(row[3]))
             except (OSError, ValueError, KeyError):
                 continue  # a chunk from a crashed writer: its items are simply encoded again
         return done
 
     def append(self, modality: str, encoder: str, ids: list[str], hashes: list[str],
-               vectors: np.ndarray) -> None:
+               vectors: np.ndarray, norms: np.ndarray) -> None:
         import numpy as np
 
         self.dir.mkdir(parents=True, exist_ok=True)
         seq = len(list(self.dir.glob(f"{modality}-*.npz")))
         save_npz(self.dir / f"{modality}-{seq:06d}.npz", encoder=np.array(encoder),
-                 ids=np.array(ids), hashes=np.array(hashes), vectors=vectors)
+                 ids=np.array(ids), hashes=np.array(hashes), vectors=vectors, norms=norms)

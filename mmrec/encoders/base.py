@@ -62,24 +62,32 @@ class Encoder(ABC):
         inputs: Sequence[Any],
         batch_size: int = 32,
         on_batch: Callable[[int], None] | None = None,
-    ) -> np.ndarray:
-        """Encode ``inputs`` in length-sorted batches; unit-norm float32 rows, input order."""
+        return_norms: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Encode ``inputs`` in length-sorted batches; unit-norm float32 rows, input order.
+
+        With ``return_norms`` also the raw vectors' L2 norms, so a linear head trained
+        on raw features (EfficientNet's ImageNet classifier) can still be applied.
+        """
         import numpy as np
         import torch
+
+        from mmrec.runtime import autocast
 
         if self.device is None:
             raise RuntimeError(f"encoder {self.name} used before load()")
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        norms = np.zeros(len(inputs), dtype=np.float32)
         order = sorted(range(len(inputs)), key=lambda i: self.input_size(inputs[i]))
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 vecs = self.encode_batch([inputs[i] for i in idx]).float()
-                vecs = torch.nn.functional.normalize(vecs, dim=-1)
-                out[idx] = vecs.cpu().numpy()
+                norms[idx] = vecs.norm(dim=-1).cpu().numpy()
+                out[idx] = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
                 if on_batch is not None:
                     on_batch(len(idx))
-        return out
+        return (out, norms) if return_norms else out
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "modality": self.modality.value, "dim": self.dim}

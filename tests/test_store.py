@@ -1,0 +1,60 @@
+"""The store's reading API and its refusals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import FAKE_ENCODERS, make_catalog
+
+from mmrec.encoding import encode
+from mmrec.errors import StoreError
+from mmrec.store import Store
+
+
+@pytest.fixture
+def store(tmp_path, media, rows):
+    encode(make_catalog(media, rows), tmp_path / "s", encoders=FAKE_ENCODERS)
+    return Store.open(tmp_path / "s")
+
+
+def test_round_trip_and_raw_norms(store):
+    from fake_encoders import _seeded
+
+    assert store.modalities == [m for m in store.modalities]  # enum members
+    assert store.encoders()["text"]["dim"] == 8
+    ids, unit = store.vectors("text")
+    raw = unit * store.norms("text")[[store.row(i) for i in ids], None]
+    texts = {"r1": "Red apple. A crisp fruit", "t1": "Only text. No media at all"}
+    for item_id, text in texts.items():
+        np.testing.assert_allclose(raw[ids.index(item_id)], _seeded(text.encode(), 8).numpy(),
+                                   rtol=1e-5)
+    full, mask = store.matrix("audio")
+    assert full.shape == (5, 4) and mask.tolist() == [True, True, False, False, True]
+    assert not full[~mask].any()
+    assert store.items()["r1"] == {"title": "Red apple", "description": "A crisp fruit", "price": 3}
+
+
+def test_refusals(tmp_path, store):
+    with pytest.raises(StoreError, match="store not found"):
+        Store.open(tmp_path / "nothing")
+    with pytest.raises(StoreError, match="unknown item id 'zz'"):
+        store.row("zz")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StoreError, match="missing manifest.json"):
+        Store.open(tmp_path / "empty")
+    manifest = json.loads((store.path / "manifest.json").read_text())
+    for change, message in [({"format": "other"}, "not an mmrec embedding store"),
+                            ({"format_version": 99}, "newer mmrec")]:
+        (store.path / "manifest.json").write_text(json.dumps({**manifest, **change}))
+        with pytest.raises(StoreError, match=message):
+            Store.open(store.path)
+    (store.path / "manifest.json").write_text("{broken")
+    with pytest.raises(StoreError, match="corrupt JSON"):
+        Store.open(store.path)
+
+
+def test_absent_modality(tmp_path, media):
+    encode(make_catalog(media, [{"id": "a", "title": "x"}]), tmp_path / "t", encoders=FAKE_ENCODERS)
+    with pytest.raises(StoreError, match="has no image vectors \\(it has: text\\)"):
+        Store.open(tmp_path / "t").vectors("image")
