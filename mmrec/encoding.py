@@ -80,6 +80,18 @@ def _prepare(item: Item, modality: Modality, encoder: Encoder) -> Any:
     return load_audio(item.audio, encoder.sample_rate)
 
 
+def _decode(chunk: list[tuple[Item, str]], modality: Modality,
+            encoder: Encoder) -> list[tuple[Item, str, Any]]:
+    """Each item's model input, or the InputError that says why it has none."""
+    out = []
+    for item, digest in chunk:
+        try:
+            out.append((item, digest, _prepare(item, modality, encoder)))
+        except InputError as exc:
+            out.append((item, digest, exc))
+    return out
+
+
 class _Run:
     """State of one encode run over one store."""
 
@@ -143,37 +155,52 @@ class _Run:
         self.progress.log(f"skipped {problem}")
 
     def encode(self, modality: Modality, encoder: Encoder, todo: list[tuple[Item, str]]) -> None:
-        import numpy as np
+        """Encode ``todo`` chunk by chunk; the next chunk decodes while this one encodes."""
+        from concurrent.futures import ThreadPoolExecutor
 
         advance = self.progress.task(f"{modality.value:5} {encoder.name}", len(todo))
-        count = 0
-        for start in range(0, len(todo), self.chunk_size):
-            ready, inputs = [], []
-            for item, digest in todo[start : start + self.chunk_size]:
-                try:
-                    inputs.append(_prepare(item, modality, encoder))
-                    ready.append((item, digest))
-                except InputError as exc:
-                    self.skip(item, modality, str(exc), digest)
-                    advance(1)
-            if not ready:
-                continue
-            vecs, norms = encoder.encode(inputs, self.batch_size, on_batch=advance, return_norms=True)
-            if vecs.shape[1] != encoder.dim:
-                raise StoreError(f"{encoder.name} returned {vecs.shape[1]}-d vectors, "
-                                 f"declared {encoder.dim}-d")
-            finite = np.isfinite(vecs).all(axis=1)
-            for (item, digest), ok in zip(ready, finite, strict=True):
-                if not ok:
-                    self.skip(item, modality, "encoder returned NaN or infinite values", digest)
-            kept = [i for i, ok in enumerate(finite) if ok]
-            ids = [ready[i][0].id for i in kept]
-            self.journal.append(modality.value, encoder.name, ids,
-                                [ready[i][1] for i in kept], vecs[kept], norms[kept])
-            self.vectors[modality].update(zip(ids, zip(vecs[kept], norms[kept], strict=True),
-                                              strict=True))
-            count += len(kept)
-        self.encoded[modality.value] = count
+        chunks = [todo[i : i + self.chunk_size] for i in range(0, len(todo), self.chunk_size)]
+        self.encoded[modality.value] = 0
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmrec-decode")
+        try:
+            pending = pool.submit(_decode, chunks[0], modality, encoder) if chunks else None
+            for n in range(len(chunks)):
+                decoded = pending.result()
+                if n + 1 < len(chunks):
+                    pending = pool.submit(_decode, chunks[n + 1], modality, encoder)
+                self._encode_chunk(modality, encoder, decoded, advance)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _encode_chunk(self, modality: Modality, encoder: Encoder,
+                      decoded: list[tuple[Item, str, Any]], advance: Any) -> None:
+        import numpy as np
+
+        ready, inputs = [], []
+        for item, digest, value in decoded:
+            if isinstance(value, InputError):
+                self.skip(item, modality, str(value), digest)
+                advance(1)
+            else:
+                ready.append((item, digest))
+                inputs.append(value)
+        if not ready:
+            return
+        vecs, norms = encoder.encode(inputs, self.batch_size, on_batch=advance, return_norms=True)
+        if vecs.shape[1] != encoder.dim:
+            raise StoreError(f"{encoder.name} returned {vecs.shape[1]}-d vectors, "
+                             f"declared {encoder.dim}-d")
+        finite = np.isfinite(vecs).all(axis=1)
+        for (item, digest), ok in zip(ready, finite, strict=True):
+            if not ok:
+                self.skip(item, modality, "encoder returned NaN or infinite values", digest)
+        kept = [i for i, ok in enumerate(finite) if ok]
+        ids = [ready[i][0].id for i in kept]
+        self.journal.append(modality.value, encoder.name, ids,
+                            [ready[i][1] for i in kept], vecs[kept], norms[kept])
+        self.vectors[modality].update(zip(ids, zip(vecs[kept], norms[kept], strict=True),
+                                          strict=True))
+        self.encoded[modality.value] += len(kept)
 
     def publish(self, encoders: dict[Modality, Encoder | str], dims: dict[Modality, int],
                 info: dict[str, Any]) -> Store:

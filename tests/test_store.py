@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAKE_ENCODERS, make_catalog
 
+from conftest import FAKE_ENCODERS, make_catalog
 from mmrec.encoding import encode
 from mmrec.errors import StoreError
 from mmrec.store import Store
