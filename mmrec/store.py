@@ -79,7 +79,7 @@ class Store:
 
     @property
     def modalities(self) -> list[Modality]:
-        return [Modality(m) for m in self.manifest["modalities"]]
+        return [m for m in Modality if m.value in self.manifest["modalities"]]  # text, image, audio
 
     def encoder(self, modality: Modality | str) -> str:
         return self.manifest["modalities"][Modality(modality).value]["encoder"]
