@@ -40,6 +40,7 @@ F_MIN, F_MAX = 0.0, 22050.0
 LOG_MEL_MAX = 9.457798957824707
 BLOCK_FRAMES = 100
 BLOCK_HOP = 50
+FRAMES_PER_FFT = 2048
 # Blocks per network call: bounds activation memory for long clips (~2.4 MB a block).
 BLOCKS_PER_CHUNK = 64
 WEIGHTS = "aisfx/aisfx.safetensors"
@@ -107,8 +108,11 @@ def log_mel(
 
     window = hann_window().to(wave.device) if window is None else window
     filterbank = mel_filterbank().to(wave.device) if filterbank is None else filterbank
-    power = torch.fft.rfft(frames(wave) * window).abs().square()
-    return torch.log10(power @ filterbank * 1e4 + 1.0) / LOG_MEL_MAX
+    # Frames are a view; windowing and the FFT run a slice at a time so a long clip
+    # costs ~16 MB of spectrum at once rather than ~0.7 MB per second of audio.
+    mel = [torch.fft.rfft(chunk * window).abs().square() @ filterbank
+           for chunk in frames(wave).split(FRAMES_PER_FFT)]
+    return torch.log10(torch.cat(mel) * 1e4 + 1.0) / LOG_MEL_MAX
 
 
 def blocks(spec: torch.Tensor) -> torch.Tensor:
