@@ -17,7 +17,7 @@ from mmrec.catalog import Catalog, Item, Problem, load_audio, load_image, read_c
 from mmrec.encoders.base import Encoder, Modality
 from mmrec.errors import ConfigError, InputError, StoreError
 from mmrec.progress import NullProgress, Progress
-from mmrec.store import Column, Journal, Store, write_store
+from mmrec.store import Column, Journal, Store, is_reusable_dir, write_lock, write_store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -243,9 +243,6 @@ def encode(
     Re-running on the same catalog encodes nothing; changed items are re-encoded,
     removed items leave the store, and a killed run resumes from its journal.
     """
-    from mmrec.encoders.registry import create
-    from mmrec.runtime import resolve_device
-
     started = time.perf_counter()
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
@@ -262,8 +259,19 @@ def encode(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise StoreError(f"--out {out} is a file, not a store directory")
-    if out.is_dir() and any(out.iterdir()) and not Store.exists(out) and not (out / ".partial").is_dir():
+    if not is_reusable_dir(out):
         raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec store")
+    with write_lock(out):
+        return _encode_into(cat, out, names, wanted, preset, batch_size, chunk_size, device,
+                            on_error, progress, started)
+
+
+def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: list[Modality],
+                 preset: str, batch_size: int, chunk_size: int | None, device: str,
+                 on_error: OnError, progress: Progress, started: float) -> EncodeReport:
+    from mmrec.encoders.registry import create
+    from mmrec.runtime import resolve_device
+
     run = _Run(cat, out, on_error, batch_size, chunk_size or max(256, 8 * batch_size), progress)
     dev = None  # resolved only when something needs encoding: a no-op re-run stays cheap
     built: dict[Modality, Encoder | str] = {}

@@ -20,9 +20,11 @@ A new generation is written next to the old one and published by replacing
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ FORMAT = "mmrec-store"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 JOURNAL = ".partial"
+LOCK = ".lock"
 
 
 def _read_json(path: Path) -> Any:
@@ -230,3 +233,32 @@ class Journal:
         seq = len(list(self.dir.glob(f"{modality}-*.npz")))
         save_npz(self.dir / f"{modality}-{seq:06d}.npz", encoder=np.array(encoder),
                  ids=np.array(ids), hashes=np.array(hashes), vectors=vectors, norms=norms)
+
+
+@contextlib.contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Hold the store's write lock: a second writer fails at once instead of interleaving."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; one writer at a time is on the user
+        yield
+        return
+    with open(path / LOCK, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"{path} is being written by another mmrec process",
+                             hint="wait for it to finish, or write to another --out") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def is_reusable_dir(path: Path) -> bool:
+    """An --out that is absent, empty, a store, or a store's unfinished first run."""
+    if not path.exists():
+        return True
+    own = {LOCK, JOURNAL}
+    return path.is_dir() and (Store.exists(path) or all(p.name in own for p in path.iterdir()))

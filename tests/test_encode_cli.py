@@ -211,3 +211,21 @@ def test_encoders_lists_the_registry():
     assert names["builtin:efficientnet-lite0"]["dim"] == 1280
     assert names["builtin:aisfx"] == {"name": "builtin:aisfx", "modality": "audio", "dim": 512,
                                       "offline": True, "description": names["builtin:aisfx"]["description"]}
+
+
+def test_a_second_writer_is_refused(tmp_path, media, rows):
+    from mmrec.store import write_lock
+
+    catalog = make_catalog(media, rows)
+    with write_lock(tmp_path / "s"):
+        result = encode(catalog, tmp_path / "s")
+    assert result.exit_code == 1 and "being written by another mmrec process" in result.output
+    summary(encode(catalog, tmp_path / "s"))  # lock released: a later run goes through
+
+
+def test_failed_first_run_can_be_rerun(tmp_path, media):
+    (media / "img" / "junk.png").write_bytes(b"junk")
+    rows = [{"id": "j", "title": "junk", "image": "img/junk.png"}]
+    assert encode(make_catalog(media, rows), tmp_path / "s", "--on-error", "fail").exit_code == 1
+    rows[0]["image"] = "img/red.png"
+    assert summary(encode(make_catalog(media, rows), tmp_path / "s"))["vectors"]["image"] == 1
