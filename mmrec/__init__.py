@@ -50,4 +50,9 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
     return run(path, **options)
 
 
-__all__ = ["__version__", "encode", "evaluate", "recommend"]
+# ``mmrec.align(store, out, ...)`` fits an aligner. It is the ``mmrec.align`` package
+# itself, made callable: a function of that name here would be replaced by the package
+# as soon as any ``mmrec.align.*`` module is imported. The package imports nothing heavy.
+from mmrec import align  # noqa: E402
+
+__all__ = ["__version__", "align", "encode", "evaluate", "recommend"]

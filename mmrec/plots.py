@@ -37,8 +37,14 @@ def plot_metrics(result: dict[str, Any], path: str | Path, title: str | None = N
         raise ConfigError("nothing to plot: the result has no metric@K values")
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    chance_labelled = False
     for label, points in lines.items():
         ks, values = zip(*points, strict=True)
+        if label == "chance" or label.endswith(" chance"):  # retrieval's K / gallery: a floor
+            ax.plot(ks, values, linestyle="--", color="0.6", linewidth=1,
+                    label=None if chance_labelled else "chance (K / gallery)")
+            chance_labelled = True
+            continue
         ax.plot(ks, values, marker="o", label=label)
     ax.set_xlabel("K")
     ax.set_ylabel("value")

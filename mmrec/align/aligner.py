@@ -1,0 +1,189 @@
+"""Aligner directories: what ``mmrec align`` writes and ``recommend``/``evaluate`` read.
+
+Layout::
+
+    config.json          format mmrec-aligner: resolved AlignConfig, the store's encoders,
+                         and "aligner": modalities, dim, bridge weight, temperature, ...
+    manifest.json        the manifest of the store it was built from
+    heads.safetensors    the projection heads and the learned logit scale
+    split.json           the seed and the train / validation item ids
+    ids.json             item ids: the row order of every matrix below
+    items.jsonl          item metadata (title, ...), so search needs no store
+    vectors/<m>.npy      per modality: (items, dim) projected unit rows, zeros where absent
+    vectors/<m>.mask.npy its presence mask
+    vectors/fused.npy    fused item vectors (normalised weighted mean of the modalities)
+    index.faiss          faiss index over the fused vectors (+ index.ids.json)
+    index-<m>.faiss      faiss index over one modality's projected vectors
+
+Everything is written into a staging directory and moved into place at the end.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrec.align.config import Target
+from mmrec.artifacts import Kind, read_config, write_config
+from mmrec.atomic import publish_dir, save_npy, write_json
+from mmrec.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mmrec.align.fusion import Projector
+    from mmrec.align.heads import HeadSet
+    from mmrec.index import VectorIndex
+    from mmrec.store import Store
+
+
+def index_name(target: Target | str) -> str:
+    target = Target(target)
+    return "index" if target is Target.FUSED else f"index-{target.value}"
+
+
+def check_out(out: Path) -> None:
+    """Refuse to replace anything but an aligner (or an empty directory)."""
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"--out {out} is a file, not an aligner directory")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            read_config(out, Kind.ALIGNER)
+        except StoreError:
+            raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec aligner",
+                             hint="choose a new --out directory") from None
+
+
+@dataclass
+class AlignerContents:
+    """Everything one aligner directory holds, ready to be written."""
+
+    ids: list[str]
+    projected: dict[str, tuple[np.ndarray, np.ndarray]]
+    fused: np.ndarray
+    split: dict[str, Any]
+    items: list[dict[str, Any]]
+    info: dict[str, Any]
+
+
+def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
+                  contents: AlignerContents) -> None:
+    from mmrec.align.heads import save_heads
+    from mmrec.index import VectorIndex
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "vectors").mkdir(parents=True)
+    try:
+        write_config(staging, Kind.ALIGNER, config, store, extra={"aligner": contents.info})
+        write_json(staging / "manifest.json", store.manifest)
+        write_json(staging / "split.json", contents.split)
+        write_json(staging / "ids.json", contents.ids)
+        with open(staging / "items.jsonl", "w", encoding="utf-8") as fh:
+            for record in contents.items:
+                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        save_heads(heads, staging)
+        for modality, (matrix, mask) in contents.projected.items():
+            save_npy(staging / "vectors" / f"{modality}.npy", matrix)
+            save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)
+            rows = [i for i, ok in enumerate(mask) if ok]
+            VectorIndex.build([contents.ids[i] for i in rows], matrix[rows]).save(
+                staging, index_name(modality))
+        save_npy(staging / "vectors" / "fused.npy", contents.fused)
+        VectorIndex.build(contents.ids, contents.fused).save(staging, index_name(Target.FUSED))
+        publish_dir(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+class Aligner:
+    """A read-only view of an aligner directory; parts load on first use."""
+
+    def __init__(self, path: Path, config: dict[str, Any]) -> None:
+        self.path, self.config = path, config
+        self.info: dict[str, Any] = config.get("aligner", {})
+        self.modalities: list[str] = list(self.info.get("modalities", []))
+        self._projected: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def open(cls, path: str | Path) -> Aligner:
+        path = Path(path)
+        return cls(path, read_config(path, Kind.ALIGNER))
+
+    @property
+    def encoders(self) -> dict[str, dict[str, Any]]:
+        return self.config["store"]["encoders"]
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return json.loads((self.path / "ids.json").read_text())
+
+    @cached_property
+    def rows(self) -> dict[str, int]:
+        return {item_id: i for i, item_id in enumerate(self.ids)}
+
+    def row(self, item_id: str) -> int:
+        if item_id not in self.rows:
+            raise ConfigError(f"unknown item id {item_id!r}: not in aligner {self.path}")
+        return self.rows[item_id]
+
+    def require(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise ConfigError(f"aligner {self.path} has no {modality} vectors "
+                              f"(it has: {', '.join(self.modalities) or 'none'})")
+
+    def projected(self, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(items, dim)`` projected unit rows (memory-mapped) and the presence mask."""
+        import numpy as np
+
+        self.require(modality)
+        if modality not in self._projected:
+            base = self.path / "vectors" / modality
+            self._projected[modality] = (np.load(f"{base}.npy", mmap_mode="r"),
+                                         np.load(f"{base}.mask.npy"))
+        return self._projected[modality]
+
+    def all_projected(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return {m: self.projected(m) for m in self.modalities}
+
+    def fused(self) -> np.ndarray:
+        import numpy as np
+
+        return np.load(self.path / "vectors" / "fused.npy", mmap_mode="r")
+
+    def index(self, target: Target) -> VectorIndex:
+        from mmrec.index import VectorIndex
+
+        if Target(target) is not Target.FUSED:
+            self.require(Target(target).value)
+        return VectorIndex.load(self.path, index_name(target))
+
+    def split(self) -> dict[str, Any]:
+        return json.loads((self.path / "split.json").read_text())
+
+    @cached_property
+    def items(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        with open(self.path / "items.jsonl", encoding="utf-8") as fh:
+            for line in fh:
+                record = json.loads(line)
+                out[record.pop("id")] = record
+        return out
+
+    def projector(self, with_bridge: bool = True, device: Any = None) -> Projector:
+        """Heads (and the bridge, unless not needed) to project new queries like the items."""
+        from mmrec.align.bridge import ImageNetBridge
+        from mmrec.align.fusion import Projector
+        from mmrec.align.heads import load_heads
+
+        bridge = self.info.get("bridge") or {}
+        use = with_bridge and bool(bridge.get("enabled"))
+        return Projector(load_heads(self.path, device),
+                         ImageNetBridge.load(bridge.get("temperature")) if use else None,
+                         float(bridge.get("weight", 0.0)))

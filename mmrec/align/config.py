@@ -1,0 +1,107 @@
+"""Typed options of ``mmrec align`` and the closed choices they use."""
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from mmrec.encoders.base import Modality
+from mmrec.errors import ConfigError
+
+# CLIP's temperature recipe: logit scale starts at ln(1/0.07) and never exceeds 100.
+LOGIT_SCALE_INIT = math.log(1 / 0.07)
+LOGIT_SCALE_MAX = 100.0
+DEFAULT_SHARED_DIM = 256
+DEFAULT_MAX_STEPS = 1000  # an upper bound: early stopping ends most runs after 100-300 steps
+RECALL_KS = (1, 5, 10)
+
+
+class Pivot(str, enum.Enum):
+    """The space every modality is projected into."""
+
+    TEXT = "text"  # the text encoder's own space: text vectors pass through unchanged
+    SHARED = "shared"  # a learned space of --dim dimensions, one head per modality
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class HeadKind(str, enum.Enum):
+    LINEAR = "linear"
+    MLP = "mlp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Target(str, enum.Enum):
+    """Which item vectors a search runs over."""
+
+    FUSED = "fused"
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_enum(kind: type[enum.Enum], value: object, option: str) -> enum.Enum:
+    """``kind(value)``, or a ConfigError that lists the valid values."""
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(str(v.value) for v in kind)
+        raise ConfigError(f"{option} must be one of {valid}, got {value!r}") from None
+
+
+@dataclass
+class AlignConfig:
+    """Every option of one ``align`` run; the resolved copy is saved in ``config.json``."""
+
+    pivot: Pivot = Pivot.TEXT
+    dim: int | None = None  # shared space size; with pivot text, the text encoder's dim
+    head: HeadKind = HeadKind.LINEAR
+    hidden: int = 1024  # width of the mlp head's hidden layer
+    steps: int | None = None  # optimizer steps at most (0: apply the initial heads only)
+    epochs: int | None = None  # alternative to steps: passes over the training pairs
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    val_split: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 10  # steps between validation checks
+    patience: int = 10  # validation checks without improvement before stopping
+    init: str | None = None  # None: the shipped heads where they fit; or an aligner/heads dir
+    from_scratch: bool = False
+    bridge: bool = True  # the ImageNet-label bridge for images, where the encoders allow
+    bridge_weight: float | None = None  # None: chosen on the validation split
+    modalities: list[str] | None = None  # default: every modality of the store
+    fusion: dict[str, float] = field(default_factory=dict)  # per-modality weight, default 1
+
+    def validate(self) -> AlignConfig:
+        self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
+        self.head = parse_enum(HeadKind, self.head, "--head")
+        if self.modalities is not None:
+            self.modalities = [parse_enum(Modality, m, "--modalities").value for m in self.modalities]
+        _check(self.steps is None or self.steps >= 0, f"--steps must be >= 0, got {self.steps}")
+        _check(self.epochs is None or self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        _check(self.steps is None or self.epochs is None, "give --steps or --epochs, not both")
+        _check(self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}")
+        _check(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        _check(0 <= self.val_split < 1, f"--val-split must be in [0, 1), got {self.val_split}")
+        _check(self.dim is None or self.dim >= 2, f"--dim must be at least 2, got {self.dim}")
+        _check(self.hidden >= 1, f"--hidden must be at least 1, got {self.hidden}")
+        _check(self.eval_every >= 1 and self.patience >= 1, "eval_every and patience must be >= 1")
+        _check(self.bridge_weight is None or 0 <= self.bridge_weight <= 1,
+               f"--bridge-weight must be in [0, 1], got {self.bridge_weight}")
+        _check(not (self.from_scratch and self.init),
+               "--from-scratch and --init exclude each other")
+        _check(all(w >= 0 for w in self.fusion.values()), "fusion weights must be >= 0")
+        return self
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)

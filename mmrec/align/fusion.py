@@ -1,0 +1,91 @@
+"""From encoder vectors to the pivot space, and from modalities to one item vector.
+
+- :class:`Projector` applies the heads, and for images mixes in the ImageNet bridge:
+  ``normalize((1 - w) * head(x) + w * bridge(x))`` with ``w`` the bridge weight and
+  ``bridge(x)`` as long as the classifier is confident (measured on clip art, this beats
+  mixing unit bridge vectors at every weight and degrades more gently as ``w`` grows).
+- :func:`fuse` makes the item vector: the normalised weighted mean of the item's
+  projected modalities (absent ones left out, not counted as zeros).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mmrec.align.config import Pivot
+from mmrec.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mmrec.align.bridge import ImageNetBridge
+    from mmrec.align.heads import HeadSet
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def mix(head: np.ndarray, bridge: np.ndarray, weight: float) -> np.ndarray:
+    """Unit rows of ``(1 - weight) * head + weight * bridge``."""
+    return normalize((1.0 - weight) * head + weight * bridge)
+
+
+@dataclass
+class Projector:
+    """Heads plus, for images, the bridge with its weight."""
+
+    heads: HeadSet
+    bridge: ImageNetBridge | None = None
+    bridge_weight: float = 0.0
+
+    def modalities(self) -> list[str]:
+        found = list(self.heads.in_dims)
+        if self.bridge is not None and "image" not in found:
+            found.append("image")
+        return found
+
+    def bridge_part(self, unit: np.ndarray, norms: np.ndarray) -> np.ndarray:
+        """The bridge's vectors in the pivot space (through the text head with a shared
+        pivot), each as long as the classifier is confident."""
+        import numpy as np
+
+        raw = self.bridge.raw(unit, norms)
+        confidence = np.linalg.norm(raw, axis=1, keepdims=True)
+        direction = normalize(raw)
+        if self.heads.pivot is Pivot.SHARED:
+            direction = self.heads.project("text", direction)
+        return direction * confidence
+
+    def project(self, modality: str, unit: np.ndarray, norms: np.ndarray | None = None,
+                weight: float | None = None) -> np.ndarray:
+        """Unit encoder rows (and their raw norms, for images) -> unit pivot-space rows."""
+        weight = self.bridge_weight if weight is None else weight
+        use_bridge = modality == "image" and self.bridge is not None and norms is not None
+        if not self.heads.has(modality):
+            if not use_bridge:
+                raise ConfigError(f"this aligner has no {modality} head")
+            return normalize(self.bridge_part(unit, norms))
+        projected = self.heads.project(modality, unit)
+        if use_bridge and weight > 0:
+            projected = mix(projected, self.bridge_part(unit, norms), weight)
+        return projected
+
+
+def fuse(projected: dict[str, tuple[np.ndarray, np.ndarray]],
+         weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fused unit rows and a mask of the rows that have any modality."""
+    import numpy as np
+
+    weights = weights or {}
+    first = next(iter(projected.values()))[0]
+    total = np.zeros(first.shape, dtype=np.float32)
+    have = np.zeros(len(first), dtype=bool)
+    for modality, (matrix, mask) in projected.items():
+        w = float(weights.get(modality, 1.0))
+        total += w * np.where(mask[:, None], matrix, 0.0).astype(np.float32)
+        have |= mask & (w > 0)
+    return normalize(total), have
