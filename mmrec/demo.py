@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mmrec.encoders.base import Modality
-from mmrec.encoding import EncodeReport, encode
+from mmrec.encoding import encode
 from mmrec.progress import Progress
 from mmrec.resources import asset
 from mmrec.store import Store
@@ -31,13 +31,38 @@ def neighbours(store: Store, modality: Modality, k: int = 3) -> dict[str, list[t
     return {ids[i]: [(ids[j], float(sims[i, j])) for j in top[i]] for i in range(len(ids))}
 
 
+QUERIES = ("a barking dog", "church bells ringing", "someone playing the guitar",
+           "a thunderstorm with heavy rain")
+
+
+def search(aligner: Path, queries: tuple[str, ...] = QUERIES, k: int = 3) -> dict[str, Any]:
+    """For each text query, the top ``k`` items by picture and by sound."""
+    import mmrec
+    from mmrec.align.aligner import Aligner
+    from mmrec.query import Query
+
+    have = set(Aligner.open(aligner).modalities)
+    return {q: {m: [(h.id, round(h.score, 4)) for h in
+                    mmrec.recommend(aligner, Query(text=q, modality=m, k=k))]
+                for m in ("image", "audio") if m in have}
+            for q in queries}
+
+
 def run(out: Path | None = None, device: str = "auto", batch_size: int = 16,
-        progress: Progress | None = None) -> tuple[EncodeReport, dict[str, Any]]:
-    """Encode the bundled catalog; return the report and per-modality neighbours."""
-    out = out or home() / "demo" / "store"
-    report = encode(asset("demo/catalog.jsonl"), out, device=device, batch_size=batch_size,
-                    progress=progress)
-    store = Store.open(out)
+        progress: Progress | None = None) -> dict[str, Any]:
+    """Encode the bundled catalog, align its modalities, search it by text.
+
+    Returns the encode and align reports, per-modality neighbours, and text queries
+    answered with pictures and sounds.
+    """
+    import mmrec
+
+    root = out or home() / "demo"
+    report = encode(asset("demo/catalog.jsonl"), root / "store", device=device,
+                    batch_size=batch_size, progress=progress)
+    store = Store.open(root / "store")
     titles = {i: meta.get("title", i) for i, meta in store.items().items()}
-    found = {m.value: neighbours(store, m) for m in store.modalities}
-    return report, {"titles": titles, "neighbours": found}
+    aligned = mmrec.align(root / "store", root / "aligner", device=device, progress=progress)
+    return {"encode": report, "align": aligned, "titles": titles,
+            "neighbours": {m.value: neighbours(store, m) for m in store.modalities},
+            "search": search(root / "aligner")}

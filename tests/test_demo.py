@@ -22,7 +22,7 @@ def test_demo_encodes_all_modalities_with_real_encoders(tmp_path):
     report = json.loads(first.stdout)
     assert report["encode"]["vectors"] == {"text": 38, "image": 34, "audio": 29}
     assert report["encode"]["skipped"] == []
-    store = Store.open(out)
+    store = Store.open(out / "store")
     for modality, dim in {"text": 384, "image": 1280, "audio": 512}.items():
         ids, vectors = store.vectors(modality)
         assert vectors.shape == (len(ids), dim)
@@ -31,6 +31,11 @@ def test_demo_encodes_all_modalities_with_real_encoders(tmp_path):
     near = report["neighbours"]
     assert set(near) == {"text", "image", "audio"}
     assert near["text"]["cow"][0][0] in {"sheep", "horse", "pig"}
+
+    # after aligning, a text query finds the matching picture and sound first
+    found = report["search"]["a barking dog"]
+    assert found["image"][0][0] == "dog" and found["audio"][0][0] == "dog"
+    assert report["align"]["modalities"] == ["text", "image", "audio"]
 
     started = time.perf_counter()
     again = runner.invoke(app, ["demo", "--out", str(out), "--json"])
