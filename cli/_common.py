@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import click
 import typer
 from rich.console import Console
 
@@ -16,6 +16,7 @@ from mmrec.errors import MMRecError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps"
+_CTX = "mmrec_ctx"
 
 
 def stderr() -> Console:
@@ -29,12 +30,6 @@ def stdout() -> Console:
     return console
 
 
-def _debug() -> bool:
-    ctx = click.get_current_context(silent=True)
-    root = ctx.find_root() if ctx else None
-    return bool(root and isinstance(root.obj, dict) and root.obj.get("debug"))
-
-
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
     err = stderr()
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
@@ -44,27 +39,38 @@ def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
 
 
 def handle_errors(fn: F) -> F:
-    """One red line (and a hint) on stderr, exit 1; the traceback only with --debug."""
+    """One red line (and a hint) on stderr, exit 1; the traceback only with --debug.
+
+    The wrapper asks Typer for the context through an extra ``typer.Context``
+    parameter (the root callback stores ``--debug`` in it), so it needs no global.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs.pop(_CTX, None)
+        root = ctx.find_root() if ctx is not None else None
+        debug = bool(root is not None and isinstance(root.obj, dict) and root.obj.get("debug"))
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, click.exceptions.Exit, click.ClickException):
+        except (typer.Exit, typer.Abort):
             raise
         except MMRecError as exc:
-            if _debug():
+            if debug:
                 raise
             raise fail(str(exc), exc.hint) from None
         except KeyboardInterrupt:
             raise fail("interrupted; run the same command again to resume", code=130) from None
         except Exception as exc:  # a bug: still one line, unless the user asks for more
-            if _debug():
+            if debug:
                 raise
             first = str(exc).splitlines()[0] if str(exc) else ""
             raise fail(f"internal error: {type(exc).__name__}: {first}",
                        "run again with `mmrec --debug ...` for the traceback") from None
 
+    signature = inspect.signature(fn)
+    extra = inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])
+    wrapper.__annotations__ = {**fn.__annotations__, _CTX: typer.Context}
     return wrapper  # type: ignore[return-value]
 
 

@@ -200,7 +200,11 @@ def test_human_summary_and_debug_traceback(tmp_path, media, rows):
     assert result.exit_code == 0
     assert "5 items" in result.stdout and "FakeText" in result.stdout
     debug = runner.invoke(app, ["--debug", "encode", "nope.jsonl", "-o", str(tmp_path / "x")])
-    assert debug.exit_code == 1 and debug.exception is not None  # raised, not rendered
+    from mmrec.errors import CatalogError
+
+    assert isinstance(debug.exception, CatalogError)  # raised for the traceback, not rendered
+    plain = runner.invoke(app, ["encode", "nope.jsonl", "-o", str(tmp_path / "x")])
+    assert isinstance(plain.exception, SystemExit) and plain.exit_code == 1
 
 
 def test_encoders_lists_the_registry():
