@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from mmrec import __version__
-from mmrec.cli import align, demo, encode, encoders, evaluate, recommend
+from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train
 
 app = typer.Typer(
     name="mmrec",
@@ -35,6 +35,7 @@ def root(
 app.command("encode")(encode.encode)
 app.command("encoders")(encoders.encoders)
 app.command("align")(align.align)
+app.command("train")(train.train)
 app.command("recommend")(recommend.recommend)
 app.command("evaluate")(evaluate.evaluate)
 app.command("demo")(demo.demo)

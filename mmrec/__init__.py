@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from mmrec.encoding import EncodeReport
     from mmrec.query import Hit, Query
+    from mmrec.recsys.train import TrainReport
 
 
 def encode(catalog: Any, out: Any, **options: Any) -> EncodeReport:
@@ -19,6 +20,13 @@ def encode(catalog: Any, out: Any, **options: Any) -> EncodeReport:
     from mmrec.encoding import encode as _encode
 
     return _encode(catalog, out, **options)
+
+
+def train(interactions: Any, out: Any, **options: Any) -> TrainReport:
+    """Fit a recommender and write its model directory; see :func:`mmrec.recsys.train.train`."""
+    from mmrec.recsys.train import train as _train
+
+    return _train(interactions=interactions, out=out, **options)
 
 
 def recommend(path: Any, query: Query) -> list[Hit]:
@@ -55,4 +63,4 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
 # as soon as any ``mmrec.align.*`` module is imported. The package imports nothing heavy.
 from mmrec import align  # noqa: E402
 
-__all__ = ["__version__", "align", "encode", "evaluate", "recommend"]
+__all__ = ["__version__", "align", "encode", "evaluate", "recommend", "train"]

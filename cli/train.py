@@ -1,0 +1,80 @@
+"""``mmrec train --store STORE | --aligner ALIGNER --interactions FILE --out MODEL``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
+from mmrec.recsys.config import ModelKind, SplitKind, TrainConfig
+from mmrec.runtime import DeviceChoice
+
+
+@handle_errors
+def train(
+    interactions: Path = typer.Option(..., "--interactions", "-i",
+                                      help="user,item[,rating][,timestamp] as .csv/.tsv/.jsonl, or a RecBole .inter file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
+    store: Path = typer.Option(None, help="Store whose modalities (concatenated) are the item content."),
+    aligner: Path = typer.Option(None, help="Aligner whose fused vectors are the item content."),
+    model: ModelKind = typer.Option(ModelKind.TWOTOWER, help="twotower, or a baseline: bpr, pop, itemknn."),
+    split: SplitKind = typer.Option(SplitKind.TEMPORAL, help="temporal (per user by time), random, or cold-item."),
+    epochs: int = typer.Option(None, min=1, help="Most epochs (early stopping on valid NDCG@20)."),
+    batch_size: int = typer.Option(None, min=2, help="Training pairs per step."),
+    lr: float = typer.Option(None, help="Peak learning rate."),
+    weight_decay: float = typer.Option(None, min=0.0, help="AdamW weight decay (twotower), L2 (bpr)."),
+    warmup: int = typer.Option(TrainConfig.warmup, min=0, help="Linear warm-up steps before the cosine decay."),
+    temperature: float = typer.Option(TrainConfig.temperature, help="Softmax temperature (twotower)."),
+    negatives: int = typer.Option(0, min=0, help="Extra uniform negatives per batch (twotower)."),
+    hard_negatives: int = typer.Option(0, min=0, help="Hard negatives per example, mined from the index each epoch (twotower)."),
+    dim: int = typer.Option(TrainConfig.dim, min=1, help="Embedding size."),
+    id_dropout: float = typer.Option(TrainConfig.id_dropout, help="Chance an id vector is dropped in a step (twotower)."),
+    recent: int = typer.Option(None, min=0, help="The user tower also averages the latest N items (twotower; default 10 for --split temporal, else 0)."),
+    patience: int = typer.Option(None, min=1, help="Epochs without validation gain before stopping."),
+    min_rating: float = typer.Option(None, help="Keep only interactions rated at least this."),
+    user_field: str = typer.Option(None, help="User id column (default: user, user_id, ...)."),
+    item_field: str = typer.Option(None, help="Item id column (default: item, item_id, ...)."),
+    rating_field: str = typer.Option(None, help="Rating column (default: rating)."),
+    timestamp_field: str = typer.Option(None, help="Timestamp column (default: timestamp, time)."),
+    seed: int = typer.Option(0, help="Seed for the split, sampling and initialisation."),
+    device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
+    threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
+) -> None:
+    """Train a recommender (two-tower or a baseline) on interactions over a store's items."""
+    from mmrec.recsys.train import train as run
+    from mmrec.runtime import set_threads
+
+    set_threads(threads)
+    config = TrainConfig(model=model, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, warmup=warmup, temperature=temperature,
+                         negatives=negatives, hard_negatives=hard_negatives, dim=dim,
+                         id_dropout=id_dropout, recent=recent, patience=patience, seed=seed,
+                         device=device.value, min_rating=min_rating, user_field=user_field,
+                         item_field=item_field, rating_field=rating_field,
+                         timestamp_field=timestamp_field)
+    with RichProgress() as progress:
+        report = run(store=store, aligner=aligner, interactions=interactions, out=out,
+                     config=config, progress=progress)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    console = stdout()
+    parts = report.interactions
+    console.print(f"{report.out}: {report.model} on {report.users} users x {report.items} items, "
+                  f"{report.split} split (train {parts['train']}, valid {parts['valid']}, "
+                  f"test {parts['test']}) in {report.seconds:.1f}s on {report.device}")
+    read = report.read
+    if read["unknown_items"]:
+        console.print(f"skipped {read['unknown_items']} interactions on items absent from the store "
+                      f"(e.g. {', '.join(read['unknown_examples'])})", markup=False)
+    for label in ("below_min_rating", "duplicates"):
+        if read[label]:
+            console.print(f"skipped {read[label]} {label.replace('_', ' ')}", markup=False)
+    for problem in read["problems"][:10]:
+        console.print(f"  skipped row {problem['row']}: {problem['reason']}", markup=False)
+    if report.epochs:
+        console.print(f"best epoch {report.best_epoch} of {report.epochs}")
+    if report.valid:
+        console.print("validation: " + "  ".join(f"{k} {v:.4f}" for k, v in report.valid.items()
+                                                 if "@" in k))

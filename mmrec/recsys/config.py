@@ -1,0 +1,98 @@
+"""Choices and options of `mmrec train`: light to import (the CLI builds its options from them)."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+from mmrec.errors import ConfigError
+
+
+class ModelKind(str, enum.Enum):
+    TWOTOWER = "twotower"
+    BPR = "bpr"
+    POP = "pop"
+    ITEMKNN = "itemknn"
+
+
+class SplitKind(str, enum.Enum):
+    TEMPORAL = "temporal"
+    RANDOM = "random"
+    COLD_ITEM = "cold-item"
+
+
+# Per-model defaults for the options left as None. BPR's are RecBole's (Adam 1e-3,
+# batch 2048, 64-d, stop after 10 epochs without improvement, at most 300 epochs).
+DEFAULTS = {
+    ModelKind.TWOTOWER: {"epochs": 30, "batch_size": 1024, "lr": 2e-3, "patience": 5,
+                         "weight_decay": 0.1},
+    ModelKind.BPR: {"epochs": 300, "batch_size": 2048, "lr": 1e-3, "patience": 10,
+                    "weight_decay": 0.0},
+    ModelKind.POP: {"epochs": 0, "batch_size": 0, "lr": 0.0, "patience": 0, "weight_decay": 0.0},
+    ModelKind.ITEMKNN: {"epochs": 0, "batch_size": 0, "lr": 0.0, "patience": 0,
+                        "weight_decay": 0.0},
+}
+
+RECENT = 10
+VALID_METRIC = "ndcg@20"  # early stopping and model selection, on the validation part
+
+
+@dataclass
+class TrainConfig:
+    """Every option of one training run; None means the model's default (see DEFAULTS)."""
+
+    model: ModelKind = ModelKind.TWOTOWER
+    split: SplitKind = SplitKind.TEMPORAL
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    warmup: int = 100  # optimizer steps of linear warm-up before the cosine decay
+    temperature: float = 0.2
+    negatives: int = 0  # extra uniformly sampled negatives per batch (twotower)
+    hard_negatives: int = 0  # per example, mined from the faiss index each epoch (twotower)
+    dim: int = 64
+    hidden: int = 256  # twotower content adapter width; 0 = a single linear layer
+    id_dropout: float = 0.5  # twotower: chance an id embedding is dropped in a step
+    # twotower: the user tower also averages the latest this many history items; None:
+    # RECENT for the temporal split, whose held-out items follow the history in time, 0
+    # for the others (measured on ml-100k validation: temporal NDCG@20 0.153 -> 0.233,
+    # random 0.285 -> 0.210, since a random held-out item is not the next one)
+    recent: int | None = None
+    patience: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    min_rating: float | None = None
+    user_field: str | None = None
+    item_field: str | None = None
+    rating_field: str | None = None
+    timestamp_field: str | None = None
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every None default filled in, checked."""
+        model = ModelKind(self.model)
+        filled = {k: v if getattr(self, k) is None else getattr(self, k)
+                  for k, v in DEFAULTS[model].items()}
+        split = SplitKind(self.split)
+        if self.recent is None:
+            filled["recent"] = RECENT if split is SplitKind.TEMPORAL else 0
+        out = dataclasses.replace(self, model=model, split=split, **filled)
+        out.check()
+        return out
+
+    def check(self) -> None:
+        trained = self.model in (ModelKind.TWOTOWER, ModelKind.BPR)
+        rules = [
+            (not trained or self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
+            (not trained or self.batch_size >= 2, f"--batch-size must be at least 2, got {self.batch_size}"),
+            (not trained or self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (self.temperature > 0, f"--temperature must be positive, got {self.temperature}"),
+            (self.negatives >= 0 and self.hard_negatives >= 0, "--negatives must be >= 0"),
+            (self.warmup >= 0, f"--warmup must be >= 0, got {self.warmup}"),
+            (self.dim >= 1 and self.hidden >= 0, "--dim must be >= 1"),
+            (self.recent >= 0, f"--recent must be >= 0, got {self.recent}"),
+            (0 <= self.id_dropout < 1, f"--id-dropout must be in [0, 1), got {self.id_dropout}"),
+        ]
+        for ok, message in rules:
+            if not ok:
+                raise ConfigError(message)

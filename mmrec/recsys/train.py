@@ -1,0 +1,148 @@
+"""``mmrec train``: fit a recommender on interactions over a store's (or aligner's) items.
+
+One call reads the content and the interactions, splits them, fits the model with
+early stopping on the validation part's NDCG@20, and writes the model directory
+(see mmrec.recsys.model for its layout).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrec.catalog import Interactions, read_interactions
+from mmrec.errors import ConfigError
+from mmrec.progress import NullProgress, Progress
+from mmrec.recsys.config import VALID_METRIC, ModelKind, TrainConfig
+from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
+from mmrec.recsys.evaluate import rank_metrics
+from mmrec.recsys.scoring import Scorer
+from mmrec.recsys.splits import TRAIN, VALID, make_split
+
+
+@dataclass
+class TrainReport:
+    out: str
+    model: str
+    split: str
+    items: int
+    users: int
+    interactions: dict[str, int]
+    read: dict[str, Any]
+    valid: dict[str, float]
+    epochs: int = 0
+    best_epoch: int = 0
+    seconds: float = 0.0
+    device: str = "-"
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+def _content(store: str | Path | None, aligner: str | Path | None) -> Content:
+    from mmrec.store import Store
+
+    if aligner is not None:
+        return aligner_content(aligner, store)
+    if store is None:
+        raise ConfigError("give the items' content: --store STORE or --aligner ALIGNER")
+    return store_content(Store.open(store))
+
+
+def _data(content: Content, found: Interactions, cfg: TrainConfig) -> Data:
+    user_ids, users, items, times = index_interactions(found, content.ids)
+    split = make_split(cfg.split, users, items, times, cfg.seed)
+    data = Data(content.ids, user_ids, users, items, times, split)
+    if not (split.part == TRAIN).any():
+        raise ConfigError(f"{found.path}: the {cfg.split.value} split leaves no training interaction")
+    return data
+
+
+def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict[str, Any]]:
+    """Epochs until the validation metric stops improving for ``patience`` epochs; the best wins."""
+    rng = np.random.default_rng(cfg.seed)
+    validate = bool((data.split.part == VALID).any())
+    advance = progress.task(f"train {cfg.model.value}", cfg.epochs)
+    best, best_metric, best_epoch, stale, curve = None, -math.inf, 0, 0, []
+    for epoch in range(1, cfg.epochs + 1):
+        loss = trainer.epoch(rng)
+        scorer = trainer.export()
+        metric = rank_metrics(scorer, data, VALID, (20,))[VALID_METRIC] if validate else math.nan
+        curve.append({"epoch": epoch, "loss": round(loss, 5), VALID_METRIC: round(metric, 5)})
+        advance(1, loss=loss, **{f"valid {VALID_METRIC}": metric})
+        if not validate or metric > best_metric:
+            best, best_metric, best_epoch, stale = scorer, metric, epoch, 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    return best, {"epochs": len(curve), "best_epoch": best_epoch, "curve": curve}
+
+
+def fit(data: Data, content: Content, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict[str, Any]]:
+    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
+    from mmrec.recsys.baselines import BPRTrainer, item_knn, most_popular
+
+    if cfg.model is ModelKind.POP:
+        return most_popular(data), {}
+    if cfg.model is ModelKind.ITEMKNN:
+        return item_knn(data, content.matrix), {}
+    from mmrec.runtime import resolve_device, seed_everything
+
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    if cfg.model is ModelKind.BPR:
+        trainer = BPRTrainer(data, cfg, device)
+    else:
+        from mmrec.recsys.twotower import TwoTowerTrainer
+
+        trainer = TwoTowerTrainer(data, content.matrix, cfg, device)
+    scorer, info = _fit(trainer, data, cfg, progress)
+    return scorer, {**info, "device": str(device)}
+
+
+def train(
+    store: str | Path | None = None,
+    aligner: str | Path | None = None,
+    interactions: str | Path | None = None,
+    out: str | Path | None = None,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+) -> TrainReport:
+    """Train a recommender and write it to ``out``; returns what was read, split and fitted."""
+    from mmrec.recsys.model import save_model
+
+    started = time.perf_counter()
+    cfg = (config or TrainConfig()).resolved()
+    if interactions is None or out is None:
+        raise ConfigError("train needs --interactions FILE and --out MODEL")
+    progress = progress or NullProgress()
+    content = _content(store, aligner)
+    found = read_interactions(interactions, content.ids, cfg.min_rating, cfg.user_field,
+                              cfg.item_field, cfg.rating_field, cfg.timestamp_field)
+    if found.unknown_items:
+        progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
+    data = _data(content, found, cfg)
+    scorer, info = fit(data, content, cfg, progress)
+    valid = rank_metrics(scorer, data, VALID, (10, 20)) if (data.split.part == VALID).any() else {}
+    valid = {k: round(v, 5) for k, v in valid.items() if k.split("@")[0] in ("recall", "ndcg", "hit")}
+    source = {"aligner": str(Path(aligner).resolve()) if aligner else None,
+              "blocks": {k: list(v) for k, v in content.blocks.items()}}
+    report = TrainReport(
+        out=str(out), model=cfg.model.value, split=cfg.split.value, items=data.n_items,
+        users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
+        epochs=info.get("epochs", 0), best_epoch=info.get("best_epoch", 0),
+        device=info.get("device", "-"), curve=info.get("curve", []),
+    )
+    report.seconds = time.perf_counter() - started
+    save_model(Path(out), cfg, content.store, scorer, data,
+               {"content": source, "interactions": str(Path(interactions).resolve()),
+                "report": {k: v for k, v in report.as_dict().items() if k != "curve"}})
+    return report
