@@ -24,7 +24,9 @@ def demo(
         result = lib.run(out, device=device.value, progress=progress)
     if as_json:
         print_json({**result, "encode": result["encode"].as_dict(),
-                    "align": result["align"].as_dict()})
+                    "align": result["align"].as_dict(), "train": result["train"].as_dict(),
+                    "recommend": {**result["recommend"],
+                                  "results": [h.as_dict() for h in result["recommend"]["results"]]}})
         return
     render(result, items)
 
@@ -50,4 +52,15 @@ def render(result: dict[str, Any], items: int) -> None:
     for query, found in result["search"].items():
         table.add_row(query, *(", ".join(f"{titles[i]} {s:.2f}" for i, s in found.get(m, [])) or "-"
                                for m in ("image", "audio")))
+    console.print(table)
+
+    tr, ev, rec = result["train"], result["evaluate"], result["recommend"]
+    console.print(f"\n3. trained a {tr.model} recommender on {tr.interactions['train']} synthetic "
+                  f"interactions of {tr.users} users ({tr.split} split) in {tr.seconds:.1f}s: "
+                  f"test recall@10 {ev['recall@10']:.3f}, ndcg@10 {ev['ndcg@10']:.3f}")
+    table = Table(f"for {rec['user']}", "score", "why (history items that pulled it up or down)",
+                  box=None)
+    for hit in rec["results"]:
+        table.add_row(hit.title or hit.id, f"{hit.score:.3f}",
+                      (hit.explanation or {}).get("history", ""))
     console.print(table)

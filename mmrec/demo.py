@@ -8,6 +8,8 @@ from typing import Any
 from mmrec.encoders.base import Modality
 from mmrec.encoding import encode
 from mmrec.progress import Progress
+from mmrec.query import Query
+from mmrec.recsys.config import TrainConfig
 from mmrec.resources import asset
 from mmrec.store import Store
 
@@ -31,6 +33,12 @@ def neighbours(store: Store, modality: Modality, k: int = 3) -> dict[str, list[t
     return {ids[i]: [(ids[j], float(sims[i, j])) for j in top[i]] for i in range(len(ids))}
 
 
+# The bundled interactions are synthetic and tiny (16 users, 186 rows): a longer
+# patience and more id dropout than the MovieLens defaults, chosen on the validation
+# split (NDCG@20 0.285 vs 0.258 with the defaults).
+DEMO_TRAINING = {"epochs": 300, "patience": 30, "lr": 3e-3, "id_dropout": 0.9}
+DEMO_USER = "u03"  # the synthetic "drummer": instruments, then household sounds
+
 QUERIES = ("a barking dog", "church bells ringing", "someone playing the guitar",
            "a thunderstorm with heavy rain")
 
@@ -39,7 +47,6 @@ def search(aligner: Path, queries: tuple[str, ...] = QUERIES, k: int = 3) -> dic
     """For each text query, the top ``k`` items by picture and by sound."""
     import mmrec
     from mmrec.align.aligner import Aligner
-    from mmrec.query import Query
 
     have = set(Aligner.open(aligner).modalities)
     return {q: {m: [(h.id, round(h.score, 4)) for h in
@@ -50,10 +57,8 @@ def search(aligner: Path, queries: tuple[str, ...] = QUERIES, k: int = 3) -> dic
 
 def run(out: Path | None = None, device: str = "auto", batch_size: int = 16,
         progress: Progress | None = None) -> dict[str, Any]:
-    """Encode the bundled catalog, align its modalities, search it by text.
-
-    Returns the encode and align reports, per-modality neighbours, and text queries
-    answered with pictures and sounds.
+    """Encode the bundled catalog, align its modalities, search it by text, train a
+    recommender on the bundled (synthetic) interactions and recommend for one user.
     """
     import mmrec
 
@@ -63,6 +68,11 @@ def run(out: Path | None = None, device: str = "auto", batch_size: int = 16,
     store = Store.open(root / "store")
     titles = {i: meta.get("title", i) for i, meta in store.items().items()}
     aligned = mmrec.align(root / "store", root / "aligner", device=device, progress=progress)
+    trained = mmrec.train(asset("demo/interactions.csv"), root / "model", aligner=root / "aligner",
+                          config=TrainConfig(**DEMO_TRAINING, device=device), progress=progress)
+    user = Query(user=DEMO_USER, k=5, explain=True)
     return {"encode": report, "align": aligned, "titles": titles,
             "neighbours": {m.value: neighbours(store, m) for m in store.modalities},
-            "search": search(root / "aligner")}
+            "search": search(root / "aligner"), "train": trained,
+            "evaluate": mmrec.evaluate(root / "model"),
+            "recommend": {"user": DEMO_USER, "results": mmrec.recommend(root / "model", user)}}

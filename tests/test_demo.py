@@ -36,6 +36,14 @@ def test_demo_encodes_all_modalities_with_real_encoders(tmp_path):
     found = report["search"]["a barking dog"]
     assert found["image"][0][0] == "dog" and found["audio"][0][0] == "dog"
     assert report["align"]["modalities"] == ["text", "image", "audio"]
+    # then a recommender trained on the bundled interactions answers for a user, explained
+    assert report["train"]["model"] == "twotower" and report["train"]["users"] == 16
+    assert 0.0 <= report["evaluate"]["ndcg@10"] <= 1.0
+    results = report["recommend"]["results"]
+    seen = {"airplane", "door", "clock", "guitar", "trumpet", "bell", "fireworks", "telephone",
+            "violin", "cymbal", "bicycle"}  # u03's history in assets/demo/interactions.csv
+    assert len(results) == 5 and not seen & {r["id"] for r in results}
+    assert all(r["explanation"]["history"] for r in results)
 
     started = time.perf_counter()
     again = runner.invoke(app, ["demo", "--out", str(out), "--json"])
