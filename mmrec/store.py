@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrec import __version__
-from mmrec.atomic import publish_dir, save_npy, save_npz, write_json
+from mmrec.atomic import atomic_open, publish_dir, save_npy, save_npz, write_json
 from mmrec.encoders.base import Modality
 from mmrec.errors import StoreError
 
@@ -42,6 +42,23 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 JOURNAL = ".partial"
 LOCK = ".lock"
+
+
+def write_items(path: Path, items: list[dict[str, Any]]) -> None:
+    """Item metadata, one JSON object (with its ``id``) a line."""
+    with atomic_open(path, "w") as fh:
+        for record in items:
+            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def read_items(path: Path) -> dict[str, dict[str, Any]]:
+    """``{id: metadata}`` from a file written by :func:`write_items`."""
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            record = json.loads(line)
+            out[record.pop("id")] = record
+    return out
 
 
 def _read_json(path: Path) -> Any:
@@ -135,12 +152,7 @@ class Store:
 
     def items(self) -> dict[str, dict[str, Any]]:
         """Metadata per item id (title and the catalog's other fields)."""
-        out = {}
-        with open(self.data_dir / "items.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                record = json.loads(line)
-                out[record.pop("id")] = record
-        return out
+        return read_items(self.data_dir / "items.jsonl")
 
     def row(self, item_id: str) -> int:
         try:
@@ -174,9 +186,7 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
     write_json(staging / "ids.json", ids)
     write_json(staging / "hashes.json", hashes)
     write_json(staging / "failures.json", failures or {})
-    with open(staging / "items.jsonl", "w", encoding="utf-8") as fh:
-        for record in items:
-            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    write_items(staging / "items.jsonl", items)
     for modality, column in columns.items():
         save_npy(staging / f"{modality}.npy", column.matrix)
         save_npy(staging / f"{modality}.mask.npy", column.mask)

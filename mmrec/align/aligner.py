@@ -31,6 +31,7 @@ from mmrec.align.config import Target
 from mmrec.artifacts import Kind, read_config, write_config
 from mmrec.atomic import publish_dir, save_npy, write_json
 from mmrec.errors import ConfigError, StoreError
+from mmrec.store import read_items, write_items
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,9 +85,7 @@ def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
         write_json(staging / "manifest.json", store.manifest)
         write_json(staging / "split.json", contents.split)
         write_json(staging / "ids.json", contents.ids)
-        with open(staging / "items.jsonl", "w", encoding="utf-8") as fh:
-            for record in contents.items:
-                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        write_items(staging / "items.jsonl", contents.items)
         save_heads(heads, staging)
         for modality, (matrix, mask) in contents.projected.items():
             save_npy(staging / "vectors" / f"{modality}.npy", matrix)
@@ -169,12 +168,7 @@ class Aligner:
 
     @cached_property
     def items(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        with open(self.path / "items.jsonl", encoding="utf-8") as fh:
-            for line in fh:
-                record = json.loads(line)
-                out[record.pop("id")] = record
-        return out
+        return read_items(self.path / "items.jsonl")
 
     def projector(self, with_bridge: bool = True, device: Any = None) -> Projector:
         """Heads (and the bridge, unless not needed) to project new queries like the items."""
