@@ -7,11 +7,12 @@ its peak memory (max RSS) is its own:
   batches, store written) into an empty store;
 - ``one-by-one``: the same encoder called one item at a time (load, decode, encode);
 - ``sentence-transformers`` (text only): its own ``SentenceTransformer.encode()`` on
-  the same texts with the same batch size.
+  the same texts with its default batch size (32).
 
 Items are made from the demo catalog shipped in assets/demo: texts get a running
 number, images a different crop and flip, sounds a different gain and offset, so no
-two inputs hash alike. Run: ``python bench/encode.py [--items 512] [--batch-size 32]``.
+two inputs hash alike. Run: ``python bench/encode.py [--items 256] [--batch-size N]``
+(default: each encoder's own choice for the device, as ``mmrec encode`` makes it).
 Ratios are printed against the ``mmrec`` row of the same modality.
 """
 from __future__ import annotations
@@ -62,7 +63,7 @@ def build_catalog(root: Path, n: int, modality: str) -> Path:
     return path
 
 
-def worker(method: str, modality: str, catalog: Path, batch_size: int) -> dict:
+def worker(method: str, modality: str, catalog: Path, batch_size: int | None) -> dict:
     started = time.perf_counter()
     if method == "mmrec":
         import mmrec
@@ -74,7 +75,7 @@ def worker(method: str, modality: str, catalog: Path, batch_size: int) -> dict:
     elif method == "one-by-one":
         count = one_by_one(modality, catalog)
     else:
-        count = sentence_transformers(catalog, batch_size)
+        count = sentence_transformers(catalog, batch_size or 32)
     seconds = time.perf_counter() - started
     return {"items": count, "seconds": seconds,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -114,9 +115,10 @@ def sentence_transformers(catalog: Path, batch_size: int) -> int:
     return len(model.encode(texts, batch_size=batch_size, normalize_embeddings=True))
 
 
-def run(method: str, modality: str, catalog: Path, batch_size: int) -> dict:
+def run(method: str, modality: str, catalog: Path, batch_size: int | None) -> dict:
+    size = ["--batch-size", str(batch_size)] if batch_size else []
     out = subprocess.run([sys.executable, __file__, "--worker", method, modality, str(catalog),
-                          "--batch-size", str(batch_size)], capture_output=True, text=True)
+                          *size], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{method}/{modality} failed: {out.stderr.strip().splitlines()[-1]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -124,8 +126,8 @@ def run(method: str, modality: str, catalog: Path, batch_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--items", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--modalities", default="text,image,audio")
     parser.add_argument("--worker", nargs=3, metavar=("METHOD", "MODALITY", "CATALOG"))
     args = parser.parse_args()
@@ -136,7 +138,7 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, cpu, "
-          f"{args.items} items per modality, batch {args.batch_size}")
+          f"{args.items} items per modality, batch {args.batch_size or 'auto'}")
     print(f"{'modality':8} {'method':22} {'items':>6} {'seconds':>8} {'items/s':>8} "
           f"{'vs mmrec':>8} {'peak MB':>8}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,7 +28,7 @@ def encode(
     text_encoder: str = typer.Option(None, help="Override the preset's text encoder."),
     image_encoder: str = typer.Option(None, help="Override the preset's image encoder."),
     audio_encoder: str = typer.Option(None, help="Override the preset's audio encoder."),
-    batch_size: int = typer.Option(32, min=1, help="Inputs per forward pass."),
+    batch_size: int = typer.Option(None, min=1, help="Inputs per forward pass (default: the fastest for each encoder and device)."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
     on_error: OnError = typer.Option(OnError.SKIP, help="skip bad rows and report them, or fail."),

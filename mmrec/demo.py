@@ -55,7 +55,7 @@ def search(aligner: Path, queries: tuple[str, ...] = QUERIES, k: int = 3) -> dic
             for q in queries}
 
 
-def run(out: Path | None = None, device: str = "auto", batch_size: int = 16,
+def run(out: Path | None = None, device: str = "auto", batch_size: int | None = None,
         progress: Progress | None = None) -> dict[str, Any]:
     """Encode the bundled catalog, align its modalities, search it by text, train a
     recommender on the bundled (synthetic) interactions and recommend for one user.

@@ -95,7 +95,7 @@ def _decode(chunk: list[tuple[Item, str]], modality: Modality,
 class _Run:
     """State of one encode run over one store."""
 
-    def __init__(self, catalog: Catalog, out: Path, on_error: OnError, batch_size: int,
+    def __init__(self, catalog: Catalog, out: Path, on_error: OnError, batch_size: int | None,
                  chunk_size: int, progress: Progress) -> None:
         self.catalog, self.out, self.on_error = catalog, out, on_error
         self.batch_size, self.chunk_size, self.progress = batch_size, chunk_size, progress
@@ -232,7 +232,7 @@ def encode(
     encoders: dict[str, str] | None = None,
     modalities: list[Modality | str] | None = None,
     text_fields: list[str] | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     chunk_size: int | None = None,
     device: str = "auto",
     on_error: OnError | str = OnError.SKIP,
@@ -242,9 +242,10 @@ def encode(
 
     Re-running on the same catalog encodes nothing; changed items are re-encoded,
     removed items leave the store, and a killed run resumes from its journal.
+    ``batch_size=None`` lets each encoder choose the fastest for the device.
     """
     started = time.perf_counter()
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     on_error, progress = OnError(on_error), progress or NullProgress()
     cat = read_catalog(catalog, text_fields)
@@ -267,12 +268,13 @@ def encode(
 
 
 def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: list[Modality],
-                 preset: str, batch_size: int, chunk_size: int | None, device: str,
+                 preset: str, batch_size: int | None, chunk_size: int | None, device: str,
                  on_error: OnError, progress: Progress, started: float) -> EncodeReport:
     from mmrec.encoders.registry import create
     from mmrec.runtime import resolve_device
 
-    run = _Run(cat, out, on_error, batch_size, chunk_size or max(256, 8 * batch_size), progress)
+    run = _Run(cat, out, on_error, batch_size, chunk_size or max(256, 8 * (batch_size or 32)),
+               progress)
     dev = None  # resolved only when something needs encoding: a no-op re-run stays cheap
     built: dict[Modality, Encoder | str] = {}
     dims: dict[Modality, int] = {}

@@ -190,6 +190,7 @@ class AiSFXEncoder(Encoder):
     modality = Modality.AUDIO
     dim = 512
     sample_rate = SAMPLE_RATE
+    cpu_batch_size = 4  # measured: 26 clips/s at 4, 20 at 32 on 2 CPU cores
 
     def load(self, device: torch.device) -> None:
         from safetensors.torch import load_file

@@ -38,6 +38,11 @@ class Encoder(ABC):
     modality: Modality
     dim: int
     sample_rate: int | None = None  # audio encoders only
+    # Inputs per forward pass when the user gives none. Convolutional nets run fastest
+    # on a CPU in small batches that stay in cache (EfficientNet-Lite0 on 2 cores: 61
+    # images/s at 1, 22 at 32); transformers and GPUs want large ones.
+    cpu_batch_size: int = 32
+    accelerator_batch_size: int = 64
 
     def __init__(self) -> None:
         self.device: torch.device | None = None
@@ -50,6 +55,10 @@ class Encoder(ABC):
     def encode_batch(self, inputs: Sequence[Any]) -> torch.Tensor:
         """Return a ``(len(inputs), dim)`` float tensor; rows need not be normalised."""
 
+    def default_batch_size(self) -> int:
+        on_cpu = self.device is None or self.device.type == "cpu"
+        return self.cpu_batch_size if on_cpu else self.accelerator_batch_size
+
     def input_size(self, item: Any) -> int:
         """A cost estimate used to sort inputs so a batch holds similar lengths."""
         if isinstance(item, str):
@@ -60,7 +69,7 @@ class Encoder(ABC):
     def encode(
         self,
         inputs: Sequence[Any],
-        batch_size: int = 32,
+        batch_size: int | None = None,
         on_batch: Callable[[int], None] | None = None,
         return_norms: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -76,6 +85,7 @@ class Encoder(ABC):
 
         if self.device is None:
             raise RuntimeError(f"encoder {self.name} used before load()")
+        batch_size = batch_size or self.default_batch_size()
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
         norms = np.zeros(len(inputs), dtype=np.float32)
         order = sorted(range(len(inputs)), key=lambda i: self.input_size(inputs[i]))

@@ -52,6 +52,7 @@ class EfficientNetLite0Encoder(Encoder):
     modality = Modality.IMAGE
     dim = 1280
     num_classes = 1000
+    cpu_batch_size = 4  # measured: 54 images/s at 4, 22 at 32 on 2 CPU cores
 
     def load(self, device: torch.device) -> None:
         import torch
