@@ -19,22 +19,26 @@ DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps"
 _CTX = "mmrec_ctx"
 
 
+# markup=False: titles, ids and paths are user data, and "[/x]" in one must print as is
+# rather than be parsed as Rich markup (or crash the renderer).
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def stdout() -> Console:
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, markup=False)
     if not console.is_terminal:  # piped output: never truncate ids or names to 80 columns
         console.width = 240
     return console
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
+    from rich.text import Text
+
     err = stderr()
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(Text.assemble(("error:", "bold red"), " ", message))
     if hint:
-        err.print(f"[dim]hint: {hint}[/]")
+        err.print(Text(f"hint: {hint}", style="dim"))
     return typer.Exit(code)
 
 

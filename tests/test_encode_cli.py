@@ -233,3 +233,12 @@ def test_failed_first_run_can_be_rerun(tmp_path, media):
     assert encode(make_catalog(media, rows), tmp_path / "s", "--on-error", "fail").exit_code == 1
     rows[0]["image"] = "img/red.png"
     assert summary(encode(make_catalog(media, rows), tmp_path / "s"))["vectors"]["image"] == 1
+
+
+def test_user_data_is_not_parsed_as_markup(tmp_path, media):
+    catalog = make_catalog(media, [{"id": "[/x]", "title": "[bold]Frog"}])
+    result = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "s"), *FAKE_OPTIONS])
+    assert result.exit_code == 0, result.output
+    missing = runner.invoke(app, ["encode", str(tmp_path / "[/x].jsonl"), "-o", str(tmp_path / "t")])
+    assert missing.exit_code == 1 and "catalog not found:" in missing.output
+    assert "[/x].jsonl" in missing.output and "Traceback" not in missing.output
