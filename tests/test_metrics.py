@@ -110,3 +110,15 @@ def test_summary_agrees_with_the_single_metrics():
     assert sorted(out) == sorted(f"{m}@{k}" for k in (5, 10, 20, 50) for m in
                                  ("recall", "ndcg", "hit", "precision", "mrr", "item_coverage"))
     assert out["recall@5"] <= out["recall@10"] <= out["recall@50"]
+
+
+def test_history_aggregate_with_empty_users_anywhere():
+    from mmrec.recsys.scoring import History, aggregate
+
+    vectors = np.eye(3, dtype=np.float32)
+    for rows, want in [([[0, 1], []], [[1, 1, 0], [0, 0, 0]]),
+                       ([[], [2], [], [0, 1], []], [[0, 0, 0], [0, 0, 1], [0, 0, 0], [1, 1, 0], [0, 0, 0]]),
+                       ([[], []], [[0, 0, 0], [0, 0, 0]])]:
+        np.testing.assert_array_equal(aggregate(vectors, History.of(rows), mean=False), want)
+    mean = aggregate(vectors, History.of([[0, 1], []]), mean=True)
+    np.testing.assert_allclose(mean, [[0.5, 0.5, 0], [0, 0, 0]])

@@ -71,10 +71,11 @@ def aggregate(vectors: np.ndarray, history: History, mean: bool) -> np.ndarray:
     """Per user, the sum (or mean) of the history's rows of ``vectors``; zeros if empty."""
     sizes = history.sizes()
     out = np.zeros((len(history), vectors.shape[1]), dtype=np.float32)
-    if history.indices.size:
-        starts = np.minimum(history.indptr[:-1], history.indices.size - 1)
-        sums = np.add.reduceat(vectors[history.indices], starts, axis=0)
-        out[sizes > 0] = sums[sizes > 0]
+    filled = sizes > 0
+    if filled.any():
+        # reduceat at the non-empty users' starts only: each range then runs to the next
+        # non-empty user's start, and the last one to the end (empty users own no rows)
+        out[filled] = np.add.reduceat(vectors[history.indices], history.indptr[:-1][filled], axis=0)
     if mean:
         out /= np.maximum(sizes, 1)[:, None]
     return out
