@@ -59,10 +59,28 @@ def read_config(directory: str | Path, kind: Kind | None = None) -> dict[str, An
     if found not in {k.value for k in Kind}:
         raise StoreError(f"{directory} is not an mmrec aligner or model")
     if kind is not None and found != Kind(kind).value:
-        raise StoreError(f"{directory} is an mmrec {found}, not an {Kind(kind).value}")
+        article = {"aligner": "an aligner", "model": "a model"}
+        raise StoreError(f"{directory} is {article[found]}, not {article[Kind(kind).value]}")
     if data.get("format_version", 0) > FORMAT_VERSION:
         raise StoreError(f"{directory} was written by a newer mmrec ({data.get('mmrec_version')})")
     return data
+
+
+def check_out(out: Path, kind: Kind) -> None:
+    """Refuse an ``--out`` that is a file, or a non-empty directory other than a ``kind``.
+
+    Called before any work, so a wrong --out fails at once, and a store, an aligner or
+    a model is never replaced by an artifact of another kind.
+    """
+    what = f"an mmrec {Kind(kind).value}"
+    if out.exists() and not out.is_dir():
+        raise StoreError(f"--out {out} is a file, not {what} directory")
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            read_config(out, kind)
+        except StoreError:
+            raise StoreError(f"--out {out} is a non-empty directory that is not {what}",
+                             hint="choose a new --out directory") from None
 
 
 def kind_of(directory: str | Path) -> Kind:

@@ -68,7 +68,22 @@ def save_safetensors(path: str | Path, tensors: dict[str, Any], metadata: dict[s
 
 
 def publish_dir(staging: Path, final: Path) -> None:
-    """Move a completely written directory into place (one rename on the same disk)."""
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    """Move a completely written directory into place.
+
+    An existing ``final`` is first renamed aside, then replaced, then deleted: a kill
+    at any point leaves either the old or the new directory under a name, never a
+    half-deleted one (two renames on the same disk; only the gap between them shows
+    no ``final``, and the old copy is still there beside it).
+    """
+    if not final.exists():
+        os.replace(staging, final)
+        return
+    aside = final.with_name(f".{final.name}.old-{os.getpid()}")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(final, aside)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        os.replace(aside, final)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

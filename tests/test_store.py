@@ -58,3 +58,32 @@ def test_absent_modality(tmp_path, media):
     encode(make_catalog(media, [{"id": "a", "title": "x"}]), tmp_path / "t", encoders=FAKE_ENCODERS)
     with pytest.raises(StoreError, match="has no image vectors \\(it has: text\\)"):
         Store.open(tmp_path / "t").vectors("image")
+
+
+def test_publish_dir_replaces_and_keeps_the_old_copy_until_the_new_one_is_in(tmp_path, monkeypatch):
+    import os
+
+    from mmrec import atomic
+
+    final, staging = tmp_path / "out", tmp_path / "stage"
+    final.mkdir()
+    (final / "v").write_text("old")
+    staging.mkdir()
+    (staging / "v").write_text("new")
+    real = os.replace
+    calls = []
+
+    def failing_second(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing_second)
+    with pytest.raises(OSError):
+        atomic.publish_dir(staging, final)
+    monkeypatch.setattr(atomic.os, "replace", real)
+    assert (final / "v").read_text() == "old"           # rolled back
+    atomic.publish_dir(staging, final)
+    assert (final / "v").read_text() == "new" and not staging.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no copy left aside

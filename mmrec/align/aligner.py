@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mmrec.align.config import Target
 from mmrec.artifacts import Kind, read_config, write_config
 from mmrec.atomic import publish_dir, save_npy, write_json
-from mmrec.errors import ConfigError, StoreError
+from mmrec.errors import ConfigError
 from mmrec.store import read_items, write_items
 
 if TYPE_CHECKING:
@@ -45,18 +45,6 @@ if TYPE_CHECKING:
 def index_name(target: Target | str) -> str:
     target = Target(target)
     return "index" if target is Target.FUSED else f"index-{target.value}"
-
-
-def check_out(out: Path) -> None:
-    """Refuse to replace anything but an aligner (or an empty directory)."""
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"--out {out} is a file, not an aligner directory")
-    if out.is_dir() and any(out.iterdir()):
-        try:
-            read_config(out, Kind.ALIGNER)
-        except StoreError:
-            raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec aligner",
-                             hint="choose a new --out directory") from None
 
 
 @dataclass

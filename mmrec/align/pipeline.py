@@ -153,14 +153,14 @@ def align(store: str | Path, out: str | Path, config: AlignConfig | None = None,
     ``overrides`` are :class:`AlignConfig` fields (``steps=0`` for zero-shot, ``pivot``,
     ``head``, ``init``, ...). Returns an :class:`AlignReport`.
     """
-    from mmrec.align.aligner import check_out
+    from mmrec.artifacts import Kind, check_out
     from mmrec.runtime import resolve_device, seed_everything
     from mmrec.store import Store
 
     started = time.perf_counter()
     config = _configure(config, overrides)
     out, progress = Path(out), progress or NullProgress()
-    check_out(out)
+    check_out(out, Kind.ALIGNER)
     store = Store.open(store)
     device = resolve_device(config.device)
     seed_everything(config.seed)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.artifacts import Kind, open_store, read_config, write_config
+from mmrec.artifacts import Kind, check_out, open_store, read_config, write_config
 from mmrec.atomic import publish_dir, write_json
 from mmrec.errors import StoreError
 from mmrec.recsys.data import Data
@@ -77,10 +77,7 @@ def save_model(out: Path, config: Any, store: Store, scorer: Scorer, data: Data,
     from mmrec.index import VectorIndex
 
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise StoreError(f"--out {out} is a file, not a model directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
-        raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec model")
+    check_out(out, Kind.MODEL)  # again: the directory may have changed while training ran
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from mmrec.artifacts import Kind, check_out
 from mmrec.catalog import Interactions, read_interactions
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
@@ -123,6 +124,7 @@ def train(
     cfg = (config or TrainConfig()).resolved()
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
+    check_out(Path(out), Kind.MODEL)
     progress = progress or NullProgress()
     content = _content(store, aligner)
     found = read_interactions(interactions, content.ids, cfg.min_rating, cfg.user_field,
