@@ -37,6 +37,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     columns, which are ranked last and should be cut by the caller (see ``valid``).
     """
     scores = np.atleast_2d(scores)
+    if np.isnan(scores).any():  # NaN compares false with everything: rank it as excluded
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     k = min(k, scores.shape[1])
     if k == 0:
         return np.zeros((scores.shape[0], 0), dtype=np.int64)

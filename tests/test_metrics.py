@@ -122,3 +122,9 @@ def test_history_aggregate_with_empty_users_anywhere():
         np.testing.assert_array_equal(aggregate(vectors, History.of(rows), mean=False), want)
     mean = aggregate(vectors, History.of([[0, 1], []]), mean=True)
     np.testing.assert_allclose(mean, [[0.5, 0.5, 0], [0, 0, 0]])
+
+
+def test_top_k_ranks_nan_last():
+    from mmrec.metrics import top_k
+
+    assert top_k(np.array([[np.nan, np.nan, 0.2]]), 2).tolist() == [[2, 0]]

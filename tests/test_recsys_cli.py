@@ -386,3 +386,14 @@ def test_trains_on_a_real_aligner(world, tmp_path):
     hits = json.loads(ok(invoke("recommend", tmp_path / "m", "--user", "u2", "-k", "3",
                                 "--json")).stdout)["results"]
     assert len(hits) == 3
+
+
+def test_no_validation_part_reports_null_not_nan(world, tmp_path):
+    lines = ["user,item,timestamp"] + [f"u{u},i{(u + t) % N_ITEMS},{t}" for u in range(6) for t in range(2)]
+    inter = tmp_path / "two-each.csv"
+    inter.write_text("\n".join(lines) + "\n")
+    result = invoke("train", "--store", world.store, "--interactions", inter, "--out",
+                    tmp_path / "m", "--model", "bpr", "--epochs", "2", "--json")
+    report = json.loads(ok(result).stdout)  # strict JSON: NaN would not parse in other tools
+    assert "NaN" not in result.stdout
+    assert [c["ndcg@20"] for c in report["curve"]] == [None, None]

@@ -76,15 +76,24 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
         loss = trainer.epoch(rng)
         scorer = trainer.export()
         metric = rank_metrics(scorer, data, VALID, (20,))[VALID_METRIC] if validate else math.nan
-        curve.append({"epoch": epoch, "loss": round(loss, 5), VALID_METRIC: round(metric, 5)})
+        curve.append({"epoch": epoch, "loss": _finite(loss), VALID_METRIC: _finite(metric)})
         advance(1, loss=loss, **{f"valid {VALID_METRIC}": metric})
-        if not validate or metric > best_metric:
-            best, best_metric, best_epoch, stale = scorer, metric, epoch, 0
+        if not math.isfinite(loss):
+            raise ConfigError(f"training diverged at epoch {epoch} (loss {loss})",
+                              hint="lower --lr, or raise --temperature")
+        score = metric if math.isfinite(metric) else -math.inf  # NaN never wins, never blocks
+        if not validate or best is None or score > best_metric:
+            best, best_metric, best_epoch, stale = scorer, score, epoch, 0
         else:
             stale += 1
             if stale >= cfg.patience:
                 break
     return best, {"epochs": len(curve), "best_epoch": best_epoch, "curve": curve}
+
+
+def _finite(value: float) -> float | None:
+    """Rounded for the report; None (JSON null) where there is no number (no valid part)."""
+    return round(value, 5) if math.isfinite(value) else None
 
 
 def fit(data: Data, content: Content, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict[str, Any]]:

@@ -97,7 +97,10 @@ class TwoTowerTrainer:
         self.steps_per_epoch = max(1, math.ceil(len(self.pairs) / cfg.batch_size))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         total = self.steps_per_epoch * cfg.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, cfg.warmup, total))
+        # A fixed warm-up can outlast a small run (the demo: 1 step an epoch), leaving the
+        # learning rate far below its peak throughout: cap it at a tenth of the run.
+        warmup = min(cfg.warmup, total // 10)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, warmup, total))
         self.hard: np.ndarray | None = None  # per user, item rows mined each epoch
         self.rng = np.random.default_rng(cfg.seed)
 
