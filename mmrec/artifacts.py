@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mmrec import __version__
 from mmrec.atomic import write_json
@@ -22,6 +23,31 @@ from mmrec.errors import StoreError
 
 CONFIG = "config.json"
 FORMAT_VERSION = 1
+T = TypeVar("T")
+_REBUILD = "rebuild it with the command that made it"
+
+
+def read_part(path: Path, load: Callable[[Path], T]) -> T:
+    """``load(path)`` for one file of a store, aligner or model directory.
+
+    A missing or damaged file is a one-line StoreError naming it, not a traceback.
+    """
+    import zipfile
+
+    try:
+        return load(path)
+    except StoreError:
+        raise
+    except FileNotFoundError:
+        raise StoreError(f"{path.parent}: {path.name} is missing: an incomplete mmrec directory",
+                         hint=_REBUILD) from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StoreError(f"{path}: damaged file ({first})", hint=_REBUILD) from None
+
+
+def read_json(path: Path) -> Any:
+    return read_part(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
 
 
 class Kind(str, enum.Enum):

@@ -89,6 +89,9 @@ def _decode(chunk: list[tuple[Item, str]], modality: Modality,
             out.append((item, digest, _prepare(item, modality, encoder)))
         except InputError as exc:
             out.append((item, digest, exc))
+        except Exception as exc:  # a decoder's own failure on one file must not end the run
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            out.append((item, digest, InputError(f"cannot decode ({type(exc).__name__}: {first})")))
     return out
 
 
@@ -110,13 +113,14 @@ class _Run:
         self.encoded: dict[str, int] = {}
         self.reused: dict[str, int] = {}
 
-    def _old_vectors(self, modality: Modality, encoder: str) -> dict[str, tuple[str, np.ndarray, float]]:
+    def _old_vectors(self, modality: Modality, encoder: str,
+                     dim: int) -> dict[str, tuple[str, np.ndarray, float]]:
         if self.old is None or modality not in self.old.modalities:
             return {}
-        if self.old.encoder(modality) != encoder:
+        if self.old.encoder(modality) != encoder or self.old.dim(modality) != dim:
             raise StoreError(
-                f"{self.out} holds {modality.value} vectors from {self.old.encoder(modality)}, "
-                f"not {encoder}",
+                f"{self.out} holds {self.old.dim(modality)}-d {modality.value} vectors from "
+                f"{self.old.encoder(modality)}, not {dim}-d ones from {encoder}",
                 hint="write to a new --out directory, or delete the old store",
             )
         matrix, mask = self.old.matrix(modality, mmap=True)
@@ -125,13 +129,18 @@ class _Run:
                 for i, item_id in enumerate(self.old.ids)
                 if mask[i] and modality.value in hashes.get(item_id, {})}
 
-    def plan(self, modality: Modality, encoder_name: str) -> list[tuple[Item, str]]:
+    def plan(self, modality: Modality, encoder_name: str, dim: int) -> list[tuple[Item, str]]:
         """Fill in reusable vectors; return the (item, hash) pairs still to encode."""
-        known = self._old_vectors(modality, encoder_name)
-        known.update(self.journal.load(modality.value, encoder_name))
+        known = self._old_vectors(modality, encoder_name, dim)
+        known.update((k, v) for k, v in self.journal.load(modality.value, encoder_name).items()
+                     if v[1].shape == (dim,))
         done, todo = self.vectors.setdefault(modality, {}), []
         for item in self.catalog.items:
-            digest = item.content_hash(modality)
+            try:
+                digest = item.content_hash(modality)
+            except OSError as exc:  # vanished or unreadable since the catalog was read
+                self.skip(item, modality, f"unreadable file ({exc.strerror or exc})", "")
+                continue
             if digest is None:
                 continue
             self.hashes[item.id][modality.value] = digest
@@ -144,6 +153,14 @@ class _Run:
                 todo.append((item, digest))
         self.reused[modality.value] = len(done)
         return todo
+
+    def drop_stale(self, modality: Modality, stale: list[tuple[Item, str]]) -> None:
+        """Items whose content changed in a modality this run was not asked to encode."""
+        for item, _ in stale:
+            self.hashes[item.id].pop(modality.value, None)
+            self.problems.append(Problem(item.row, item.id, "changed since it was encoded; "
+                                         f"not re-encoded without --modalities {modality.value}",
+                                         modality.value))
 
     def skip(self, item: Item, modality: Modality, reason: str, digest: str) -> None:
         problem = Problem(item.row, item.id, reason, modality.value)
@@ -187,9 +204,6 @@ class _Run:
         if not ready:
             return
         vecs, norms = encoder.encode(inputs, self.batch_size, on_batch=advance, return_norms=True)
-        if vecs.shape[1] != encoder.dim:
-            raise StoreError(f"{encoder.name} returned {vecs.shape[1]}-d vectors, "
-                             f"declared {encoder.dim}-d")
         finite = np.isfinite(vecs).all(axis=1)
         for (item, digest), ok in zip(ready, finite, strict=True):
             if not ok:
@@ -280,7 +294,7 @@ def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: li
     dims: dict[Modality, int] = {}
     for modality in wanted:
         encoder = create(names[modality], modality)
-        todo = run.plan(modality, encoder.name)
+        todo = run.plan(modality, encoder.name, encoder.dim)
         if todo:
             dev = dev or resolve_device(device)
             encoder.load(dev)
@@ -291,7 +305,8 @@ def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: li
     if run.old is not None:  # modalities not asked for this time keep their unchanged vectors
         for modality in run.old.modalities:
             if modality not in built and modality in cat.modalities():
-                run.plan(modality, run.old.encoder(modality))
+                stale = run.plan(modality, run.old.encoder(modality), run.old.dim(modality))
+                run.drop_stale(modality, stale)
                 built[modality], dims[modality] = run.old.encoder(modality), run.old.dim(modality)
                 run.encoded[modality.value] = 0
     before = set(run.old.ids) if run.old else set()

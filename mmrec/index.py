@@ -7,12 +7,12 @@ plus ``NAME.ids.json`` (the item id of every row).
 from __future__ import annotations
 
 import enum
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmrec.artifacts import read_json, read_part
 from mmrec.atomic import atomic_open, write_json
 from mmrec.errors import ConfigError, StoreError
 
@@ -104,8 +104,9 @@ class VectorIndex:
         blob, meta = directory / f"{name}.faiss", directory / f"{name}.ids.json"
         if not blob.is_file() or not meta.is_file():
             raise StoreError(f"{directory}: no index named {name!r}")
-        info = json.loads(meta.read_text())
-        index = faiss.deserialize_index(np.frombuffer(blob.read_bytes(), dtype=np.uint8))
+        info = read_json(meta)
+        index = read_part(blob, lambda p: faiss.deserialize_index(
+            np.frombuffer(p.read_bytes(), dtype=np.uint8)))
         if index.ntotal != len(info["ids"]):
             raise StoreError(f"{blob}: index holds {index.ntotal} vectors for {len(info['ids'])} ids")
         return cls(info["ids"], index, IndexType(info["kind"]))

@@ -24,12 +24,14 @@ import contextlib
 import json
 import shutil
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrec import __version__
+from mmrec.artifacts import read_json, read_part
 from mmrec.atomic import atomic_open, publish_dir, save_npy, save_npz, write_json
 from mmrec.encoders.base import Modality
 from mmrec.errors import StoreError
@@ -53,21 +55,15 @@ def write_items(path: Path, items: list[dict[str, Any]]) -> None:
 
 def read_items(path: Path) -> dict[str, dict[str, Any]]:
     """``{id: metadata}`` from a file written by :func:`write_items`."""
-    out = {}
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            record = json.loads(line)
-            out[record.pop("id")] = record
-    return out
+    def load(p: Path) -> dict[str, dict[str, Any]]:
+        out = {}
+        with open(p, encoding="utf-8") as fh:
+            for line in fh:
+                record = json.loads(line)
+                out[record.pop("id")] = record
+        return out
 
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise StoreError(f"{path.parent}: missing {path.name}: not a complete mmrec store") from exc
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path}: corrupt JSON ({exc.msg})") from exc
+    return read_part(path, load)
 
 
 class Store:
@@ -77,7 +73,7 @@ class Store:
         self.path = path
         self.manifest = manifest
         self.data_dir = path / manifest["data"]
-        self.ids: list[str] = _read_json(self.data_dir / "ids.json")
+        self.ids: list[str] = read_json(self.data_dir / "ids.json")
         self._index = {item_id: i for i, item_id in enumerate(self.ids)}
 
     @classmethod
@@ -85,7 +81,7 @@ class Store:
         path = Path(path)
         if not path.is_dir():
             raise StoreError(f"store not found: {path}", hint="create one with `mmrec encode`")
-        manifest = _read_json(path / MANIFEST)
+        manifest = read_json(path / MANIFEST)
         if manifest.get("format") != FORMAT:
             raise StoreError(f"{path} is not an mmrec embedding store")
         if manifest.get("format_version", 0) > FORMAT_VERSION:
@@ -124,15 +120,16 @@ class Store:
         import numpy as np
 
         m = self._check(modality).value
-        matrix = np.load(self.data_dir / f"{m}.npy", mmap_mode="r" if mmap else None)
-        mask = np.load(self.data_dir / f"{m}.mask.npy")
+        matrix = read_part(self.data_dir / f"{m}.npy",
+                           lambda p: np.load(p, mmap_mode="r" if mmap else None))
+        mask = read_part(self.data_dir / f"{m}.mask.npy", np.load)
         return matrix, mask
 
     def norms(self, modality: Modality | str) -> np.ndarray:
         """``(items,)`` L2 norms of the raw vectors: ``matrix * norms[:, None]`` is raw."""
         import numpy as np
 
-        return np.load(self.data_dir / f"{self._check(modality).value}.norm.npy")
+        return read_part(self.data_dir / f"{self._check(modality).value}.norm.npy", np.load)
 
     def vectors(self, modality: Modality | str) -> tuple[list[str], np.ndarray]:
         """Ids and unit-norm float32 rows of the items that have ``modality``."""
@@ -143,12 +140,12 @@ class Store:
         return [self.ids[i] for i in rows], np.asarray(matrix[rows], dtype=np.float32)
 
     def hashes(self) -> dict[str, dict[str, str]]:
-        return _read_json(self.data_dir / "hashes.json")
+        return read_json(self.data_dir / "hashes.json")
 
     def failures(self) -> dict[str, dict[str, list[str]]]:
         """``{id: {modality: [content hash, reason]}}`` of inputs that could not be encoded."""
         path = self.data_dir / "failures.json"
-        return _read_json(path) if path.exists() else {}
+        return read_json(path) if path.exists() else {}
 
     def items(self) -> dict[str, dict[str, Any]]:
         """Metadata per item id (title and the catalog's other fields)."""
@@ -175,14 +172,9 @@ class Column:
     norms: np.ndarray
 
 
-def write_store(path: Path, ids: list[str], columns: dict[str, Column],
-                hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
-                info: dict[str, Any], failures: dict[str, dict[str, list[str]]] | None = None) -> Store:
-    """Publish a new generation atomically, then remove older generations and the journal."""
-    path.mkdir(parents=True, exist_ok=True)
-    generation = f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
-    staging = path / f".{generation}.tmp"
-    staging.mkdir()
+def _write_generation(staging: Path, ids: list[str], columns: dict[str, Column],
+                      hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
+                      failures: dict[str, dict[str, list[str]]] | None) -> None:
     write_json(staging / "ids.json", ids)
     write_json(staging / "hashes.json", hashes)
     write_json(staging / "failures.json", failures or {})
@@ -191,7 +183,22 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
         save_npy(staging / f"{modality}.npy", column.matrix)
         save_npy(staging / f"{modality}.mask.npy", column.mask)
         save_npy(staging / f"{modality}.norm.npy", column.norms)
-    publish_dir(staging, path / generation)
+
+
+def write_store(path: Path, ids: list[str], columns: dict[str, Column],
+                hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
+                info: dict[str, Any], failures: dict[str, dict[str, list[str]]] | None = None) -> Store:
+    """Publish a new generation atomically, then remove older generations and the journal."""
+    path.mkdir(parents=True, exist_ok=True)
+    generation = f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+    staging = path / f".{generation}.tmp"
+    staging.mkdir()
+    try:
+        _write_generation(staging, ids, columns, hashes, items, failures)
+        publish_dir(staging, path / generation)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -231,8 +238,9 @@ class Journal:
                     for row in zip(data["ids"], data["hashes"], data["vectors"], data["norms"],
                                    strict=True):
                         done[str(row[0])] = (str(row[1]), row[2], float(row[3]))
-            except (OSError, ValueError, KeyError):
-                continue  # a chunk from a crashed writer: its items are simply encoded again
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                chunk.unlink(missing_ok=True)  # a damaged chunk: its items are encoded again
+                continue
         return done
 
     def append(self, modality: str, encoder: str, ids: list[str], hashes: list[str],
@@ -270,5 +278,7 @@ def is_reusable_dir(path: Path) -> bool:
     """An --out that is absent, empty, a store, or a store's unfinished first run."""
     if not path.exists():
         return True
-    own = {LOCK, JOURNAL}
-    return path.is_dir() and (Store.exists(path) or all(p.name in own for p in path.iterdir()))
+    def own(p: Path) -> bool:  # what an interrupted first run of ours can leave behind
+        return p.name in (LOCK, JOURNAL) or p.name.startswith(("data-", ".data-"))
+
+    return path.is_dir() and (Store.exists(path) or all(own(p) for p in path.iterdir()))

@@ -182,7 +182,7 @@ def test_store_from_other_encoder_is_refused(tmp_path, media, rows):
     summary(encode(catalog, tmp_path / "s"))
     result = encode(catalog, tmp_path / "s", "--text-encoder", f"local:{FAKE}:NaNText")
     assert result.exit_code == 1
-    assert "holds text vectors from" in result.output
+    assert "holds 8-d text vectors from" in result.output
 
 
 def test_nan_vectors_are_skipped(tmp_path, media):
@@ -242,3 +242,32 @@ def test_user_data_is_not_parsed_as_markup(tmp_path, media):
     missing = runner.invoke(app, ["encode", str(tmp_path / "[/x].jsonl"), "-o", str(tmp_path / "t")])
     assert missing.exit_code == 1 and "catalog not found:" in missing.output
     assert "[/x].jsonl" in missing.output and "Traceback" not in missing.output
+
+
+def test_changed_media_outside_modalities_is_reported_not_silently_dropped(tmp_path, media, rows):
+    catalog = make_catalog(media, rows)
+    summary(encode(catalog, tmp_path / "s"))
+    write_png(media / "img" / "red.png", (9, 9, 9))
+    report = summary(encode(catalog, tmp_path / "s", "--modalities", "text"))
+    assert report["vectors"]["image"] == 2
+    [problem] = [p for p in report["skipped"] if p["modality"] == "image"]
+    assert problem["id"] == "r1" and "not re-encoded without --modalities image" in problem["reason"]
+
+
+def test_damaged_store_and_wrong_encoder_dims_are_one_line_errors(tmp_path, media, rows):
+    catalog = make_catalog(media, rows)
+    summary(encode(catalog, tmp_path / "s"))
+    store = Store.open(tmp_path / "s")
+    (store.data_dir / "image.npy").write_bytes(b"\x93NUMPY trunc")
+    result = encode(catalog, tmp_path / "s")
+    assert result.exit_code == 1 and "image.npy: damaged file" in result.output
+    assert "internal error" not in result.output
+
+    (tmp_path / "bad.py").write_text(
+        "import torch\nfrom mmrec.encoders.base import Encoder, Modality\n"
+        "class Liar(Encoder):\n    modality = Modality.TEXT\n    dim = 5\n"
+        "    def encode_batch(self, inputs):\n        return torch.ones(len(inputs), 7)\n")
+    result = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "t"),
+                                 "--text-encoder", f"local:{tmp_path / 'bad.py'}:Liar"])
+    assert result.exit_code == 1
+    assert "returned shape (5, 7) for 5 inputs; it declares 5-d vectors" in result.output

@@ -84,3 +84,17 @@ def test_interrupt_mid_publish_keeps_the_old_store(tmp_path, monkeypatch, media,
     after = Store.open(tmp_path / "s")
     _same(before, after)
     assert (tmp_path / "s" / ".partial").is_dir()  # the changed item waits in the journal
+
+
+def test_damaged_journal_chunk_and_interrupted_first_publish_resume(tmp_path, media, rows):
+    from mmrec.encoding import encode
+
+    encoders = dict(zip(["text", "image", "audio"], FAKE_OPTIONS[1::2], strict=True))
+    out = tmp_path / "s"
+    (out / ".partial").mkdir(parents=True)
+    (out / ".partial" / "text-000000.npz").write_bytes(b"PK\x03\x04 truncated")
+    (out / "data-20260101T000000-000000001").mkdir()     # published, manifest never written
+    (out / ".data-20260101T000000-000000002.tmp").mkdir()  # staging of a killed run
+    report = encode(make_catalog(media, rows), out, encoders=encoders)
+    assert report.vectors == {"text": 5, "image": 3, "audio": 3}
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock")[1:] == ["manifest.json"]

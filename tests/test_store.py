@@ -41,7 +41,7 @@ def test_refusals(tmp_path, store):
     with pytest.raises(StoreError, match="unknown item id 'zz'"):
         store.row("zz")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(StoreError, match="missing manifest.json"):
+    with pytest.raises(StoreError, match="manifest.json is missing"):
         Store.open(tmp_path / "empty")
     manifest = json.loads((store.path / "manifest.json").read_text())
     for change, message in [({"format": "other"}, "not an mmrec embedding store"),
@@ -50,7 +50,7 @@ def test_refusals(tmp_path, store):
         with pytest.raises(StoreError, match=message):
             Store.open(store.path)
     (store.path / "manifest.json").write_text("{broken")
-    with pytest.raises(StoreError, match="corrupt JSON"):
+    with pytest.raises(StoreError, match="manifest.json: damaged file"):
         Store.open(store.path)
 
 

@@ -19,7 +19,6 @@ Everything is written into a staging directory and moved into place at the end.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrec.align.config import Target
-from mmrec.artifacts import Kind, read_config, write_config
+from mmrec.artifacts import Kind, read_config, read_json, read_part, write_config
 from mmrec.atomic import publish_dir, save_npy, write_json
 from mmrec.errors import ConfigError
 from mmrec.store import read_items, write_items
@@ -109,7 +108,7 @@ class Aligner:
 
     @cached_property
     def ids(self) -> list[str]:
-        return json.loads((self.path / "ids.json").read_text())
+        return read_json(self.path / "ids.json")
 
     @cached_property
     def rows(self) -> dict[str, int]:
@@ -132,8 +131,9 @@ class Aligner:
         self.require(modality)
         if modality not in self._projected:
             base = self.path / "vectors" / modality
-            self._projected[modality] = (np.load(f"{base}.npy", mmap_mode="r"),
-                                         np.load(f"{base}.mask.npy"))
+            self._projected[modality] = (
+                read_part(Path(f"{base}.npy"), lambda p: np.load(p, mmap_mode="r")),
+                read_part(Path(f"{base}.mask.npy"), np.load))
         return self._projected[modality]
 
     def all_projected(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -142,7 +142,7 @@ class Aligner:
     def fused(self) -> np.ndarray:
         import numpy as np
 
-        return np.load(self.path / "vectors" / "fused.npy", mmap_mode="r")
+        return read_part(self.path / "vectors" / "fused.npy", lambda p: np.load(p, mmap_mode="r"))
 
     def index(self, target: Target) -> VectorIndex:
         from mmrec.index import VectorIndex
@@ -152,7 +152,7 @@ class Aligner:
         return VectorIndex.load(self.path, index_name(target))
 
     def split(self) -> dict[str, Any]:
-        return json.loads((self.path / "split.json").read_text())
+        return read_json(self.path / "split.json")
 
     @cached_property
     def items(self) -> dict[str, dict[str, Any]]:

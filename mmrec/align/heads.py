@@ -115,7 +115,7 @@ def save_heads(heads: HeadSet, directory: Path) -> None:
 
 def load_heads(directory: Path, device: Any = None) -> HeadSet:
     """Rebuild the head set saved in ``directory``; strict: no tensor may be missing."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     path = Path(directory) / HEADS_FILE
@@ -128,7 +128,7 @@ def load_heads(directory: Path, device: Any = None) -> HeadSet:
                         arch["pivot"])
         # strict: a missing or misshapen tensor must fail here, never leave random weights
         heads.net.load_state_dict(load_file(str(path)), strict=True)
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StoreError(f"{path}: unreadable heads ({first})") from exc
     return heads.to(device) if device is not None else heads

@@ -93,6 +93,11 @@ class Encoder(ABC):
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 vecs = self.encode_batch([inputs[i] for i in idx]).float()
+                if vecs.shape != (len(idx), self.dim):
+                    from mmrec.errors import ConfigError
+
+                    raise ConfigError(f"encoder {self.name} returned shape {tuple(vecs.shape)} "
+                                      f"for {len(idx)} inputs; it declares {self.dim}-d vectors")
                 norms[idx] = vecs.norm(dim=-1).cpu().numpy()
                 out[idx] = torch.nn.functional.normalize(vecs, dim=-1).cpu().numpy()
                 if on_batch is not None:

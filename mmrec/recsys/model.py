@@ -20,7 +20,6 @@ reader never sees half a model.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.artifacts import Kind, check_out, open_store, read_config, write_config
+from mmrec.artifacts import Kind, check_out, open_store, read_config, read_json, write_config
 from mmrec.atomic import publish_dir, write_json
 from mmrec.errors import StoreError
 from mmrec.recsys.data import Data
@@ -94,12 +93,7 @@ def save_model(out: Path, config: Any, store: Store, scorer: Scorer, data: Data,
 
 
 def _ids(path: Path) -> list[str]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise StoreError(f"{path.parent}: missing {path.name}: not a complete mmrec model") from None
-    except json.JSONDecodeError as exc:
-        raise StoreError(f"{path}: corrupt JSON ({exc.msg})") from exc
+    return read_json(path)
 
 
 def load_model(path: str | Path) -> Model:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmrec.errors import ConfigError, StoreError
+from mmrec.errors import ConfigError
 from mmrec.recsys.config import SplitKind
 
 TRAIN, VALID, TEST = 0, 1, 2
@@ -133,14 +133,14 @@ def save_split(path: Path, split: Split, users: np.ndarray, items: np.ndarray,
 
 def load_split(path: Path) -> tuple[Split, np.ndarray, np.ndarray, np.ndarray]:
     """``(split, users, items, times)`` as saved by :func:`save_split`."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    from mmrec.artifacts import read_part
+
+    def load(p: Path) -> tuple[Split, np.ndarray, np.ndarray, np.ndarray]:
+        with np.load(p, allow_pickle=False) as data:
             kind = SplitKind(str(data["kind"]))
             cold = kind is SplitKind.COLD_ITEM
             split = Split(kind, int(data["seed"]), data["part"],
                           data["valid_items"] if cold else None, data["test_items"] if cold else None)
             return split, data["user"], data["item"], data["time"]
-    except FileNotFoundError:
-        raise StoreError(f"{path.parent}: missing {path.name}: not a complete mmrec model") from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise StoreError(f"{path}: unreadable split ({exc})") from exc
+
+    return read_part(path, load)
