@@ -64,6 +64,11 @@ def handle_errors(fn: F) -> F:
             raise fail(str(exc), exc.hint) from None
         except KeyboardInterrupt:
             raise fail("interrupted; run the same command again to resume", code=130) from None
+        except OSError as exc:  # the file system said no: not a bug, say what and where
+            if debug:
+                raise
+            where = f": {exc.filename}" if exc.filename else ""
+            raise fail(f"{exc.strerror or type(exc).__name__}{where}") from None
         except Exception as exc:  # a bug: still one line, unless the user asks for more
             if debug:
                 raise

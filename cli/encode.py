@@ -13,8 +13,8 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
-from mmrec.encoders.base import Modality
 from mmrec.encoding import EncodeReport, OnError
+from mmrec.encoding import encode as encode_lib
 from mmrec.runtime import DeviceChoice
 
 
@@ -35,21 +35,14 @@ def encode(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Embed every item (text, image, audio) of CATALOG into the store OUT, incrementally."""
-    from mmrec import encoding
     from mmrec.runtime import set_threads
 
     set_threads(threads)
     overrides = {m: n for m, n in (("text", text_encoder), ("image", image_encoder),
                                    ("audio", audio_encoder)) if n}
     wanted = split_list(modalities)
-    if wanted:
-        bad = [m for m in wanted if m not in {x.value for x in Modality}]
-        if bad:
-            from mmrec.errors import ConfigError
-
-            raise ConfigError(f"unknown modality {bad[0]!r}; choose from text, image, audio")
     with RichProgress() as progress:
-        report = encoding.encode(
+        report = encode_lib(
             catalog, out, preset=preset, encoders=overrides, modalities=wanted,
             text_fields=split_list(text_fields), batch_size=batch_size, device=device.value,
             on_error=on_error, progress=progress,

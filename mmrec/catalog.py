@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,16 +84,22 @@ class Catalog:
         return [m for m in Modality if any(it.source(m) is not None for it in self.items)]
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+
+
 def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(row number, record) pairs; row numbers are the file's line numbers."""
     suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})") from exc
+    text = _read_text(path)
     if suffix in (".jsonl", ".ndjson", ".json"):
         rows = []
-        for lineno, line in enumerate(text.splitlines(), start=1):
+        # split on newlines only: str.splitlines() also splits inside JSON strings
+        # holding U+2028, form feeds and the like
+        for lineno, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -104,10 +111,22 @@ def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
             rows.append((lineno, record))
         return rows
     if suffix in (".csv", ".tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        # Row 1 is the header, so data rows start at line 2.
-        return [(i, dict(r)) for i, r in enumerate(reader, start=2)]
+        return _csv_rows(io.StringIO(text, newline=""), "\t" if suffix == ".tsv" else ",")
     raise CatalogError(f"{path}: unknown catalog format {suffix!r}; use .jsonl or .csv")
+
+
+def _csv_rows(stream: io.StringIO, delimiter: str, fieldnames: list[str] | None = None,
+              lines_before: int = 0, **options: Any) -> list[tuple[int, dict[str, Any]]]:
+    """Rows numbered by the line they start on (quoted fields may span lines)."""
+    reader = csv.DictReader(stream, fieldnames=fieldnames, delimiter=delimiter,
+                            skipinitialspace=True, **options)
+    if reader.fieldnames:  # "id, title" is a header with spaces, not a column " title"
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
+    rows, start = [], reader.line_num + 1
+    for record in reader:
+        rows.append((lines_before + start, dict(record)))
+        start = reader.line_num + 1
+    return rows
 
 
 def _clean(value: Any) -> Any:
@@ -156,6 +175,9 @@ def read_catalog(path: str | Path, text_fields: list[str] | None = None) -> Cata
             raise CatalogError(f"{path}: duplicate id {item.id!r} in rows {seen[item.id]} and {row}")
         seen[item.id] = row
         items.append(item)
+    if not items:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CatalogError(f"{path}: no usable item: {problems[0]}{more}")
     return Catalog(path, items, problems, fields)
 
 
@@ -290,16 +312,12 @@ def _interaction_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
                            "use .csv, .tsv, .jsonl or a RecBole .inter file")
     if path.suffix.lower() != ".inter":
         return _rows(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    lines = text.splitlines()
-    if not lines:
+    stream = io.StringIO(_read_text(path), newline="")
+    first = stream.readline().rstrip("\r\n")
+    if not first:
         return []
-    header = [name.split(":", 1)[0] for name in lines[0].split("\t")]
-    reader = csv.DictReader(lines[1:], fieldnames=header, delimiter="\t", quoting=csv.QUOTE_NONE)
-    return [(i, dict(r)) for i, r in enumerate(reader, start=2)]
+    header = [name.split(":", 1)[0] for name in first.split("\t")]
+    return _csv_rows(stream, "\t", header, lines_before=1, quoting=csv.QUOTE_NONE)
 
 
 def _pick_column(path: Path, role: str, chosen: str | None, columns: set[str],

@@ -53,10 +53,18 @@ class EncodeReport:
 def resolve_encoders(preset: str, overrides: dict[str, str] | None) -> dict[Modality, str]:
     from mmrec.resources import preset as load_preset
 
-    names = {Modality(m): n for m, n in load_preset(preset)["encoders"].items()}
+    names = {as_modality(m): n for m, n in load_preset(preset)["encoders"].items()}
     for modality, name in (overrides or {}).items():
-        names[Modality(modality)] = name
+        names[as_modality(modality)] = name
     return names
+
+
+def as_modality(value: Modality | str) -> Modality:
+    try:
+        return Modality(value)
+    except ValueError:
+        raise ConfigError(f"unknown modality {str(value)!r}; choose from "
+                          + ", ".join(m.value for m in Modality)) from None
 
 
 def _choose_modalities(catalog: Catalog, requested: list[Modality] | None,
@@ -268,7 +276,8 @@ def encode(
                          + (f" (and {len(cat.problems) - 1} more)" if len(cat.problems) > 1 else ""),
                          hint="--on-error skip skips bad items")
     names = resolve_encoders(preset, encoders)
-    wanted = _choose_modalities(cat, [Modality(m) for m in modalities] if modalities else None, names)
+    wanted = _choose_modalities(cat, [as_modality(m) for m in modalities] if modalities else None,
+                                names)
     if not wanted:
         raise ConfigError(f"{cat.path}: no item has a modality the preset can encode")
     out = Path(out)

@@ -24,9 +24,9 @@ def preset(name: str) -> dict[str, Any]:
     """An encoder bundle from ``assets/presets/NAME.json``: modality -> encoder name."""
     from mmrec.errors import ConfigError
 
-    directory = Path(str(resources.files("mmrec.assets"))) / "presets"
+    directory = asset("presets")
     path = directory / f"{name}.json"
-    if not path.exists():
+    if not name.replace("-", "").replace("_", "").isalnum() or not path.exists():
         known = sorted(p.stem for p in directory.glob("*.json"))
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
     return json.loads(path.read_text())

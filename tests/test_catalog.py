@@ -67,3 +67,20 @@ def test_not_utf8(tmp_path):
     path.write_bytes(b"id,title\n1,caf\xe9\n")
     with pytest.raises(CatalogError, match="not UTF-8"):
         read_catalog(path)
+
+
+def test_row_numbers_survive_multiline_fields_and_odd_characters(tmp_path):
+    from mmrec.catalog import read_interactions
+
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text('id, title\n1,"two\nlines"\n2,\n3,form\x0cfeed\n')
+    cat = read_catalog(csv_path)
+    assert [(i.id, i.row, i.text) for i in cat.items] == [("1", 2, "two\nlines"), ("3", 5, "form\x0cfeed")]
+    assert [(p.row, p.id) for p in cat.problems] == [(4, "2")]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text('{"id": "a", "title": "x\u2028y"}\n{"id": "b", "title": "z"}\n', encoding="utf-8")
+    assert [(i.id, i.row) for i in read_catalog(jsonl).items] == [("a", 1), ("b", 2)]
+    inter = tmp_path / "r.inter"
+    inter.write_text("user_id:token\titem_id:token\nu1\ta\nu1\tzz\n")
+    found = read_interactions(inter, known_items={"a"})
+    assert found.summary()["unknown_items"] == 1

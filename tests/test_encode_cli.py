@@ -271,3 +271,21 @@ def test_damaged_store_and_wrong_encoder_dims_are_one_line_errors(tmp_path, medi
                                  "--text-encoder", f"local:{tmp_path / 'bad.py'}:Liar"])
     assert result.exit_code == 1
     assert "returned shape (5, 7) for 5 inputs; it declares 5-d vectors" in result.output
+
+
+def test_library_and_os_errors_are_one_line(tmp_path, media, rows):
+    from mmrec.encoding import encode as encode_lib
+    from mmrec.errors import CatalogError, ConfigError
+
+    catalog = make_catalog(media, rows)
+    with pytest.raises(ConfigError, match="unknown modality 'video'; choose from text, image, audio"):
+        encode_lib(catalog, tmp_path / "s", modalities=["video"])
+    with pytest.raises(ConfigError, match="unknown preset '../heads/config'"):
+        encode_lib(catalog, tmp_path / "s", preset="../heads/config")
+    (tmp_path / "nothing.csv").write_text("title\nno ids here\n")
+    with pytest.raises(CatalogError, match="no usable item: row 2: missing id"):
+        encode_lib(tmp_path / "nothing.csv", tmp_path / "s")
+    (tmp_path / "c.jsonl").write_text("x")
+    result = encode(catalog, tmp_path / "c.jsonl" / "sub")  # a path through a file
+    assert result.exit_code == 1 and "internal error" not in result.output
+    assert "Not a directory" in result.output or "is a file" in result.output
