@@ -69,7 +69,7 @@ def render(report) -> None:
         console.print(f"note: {note}", markup=False)
     if not report.retrieval:
         return
-    table = Table(f"held out ({report.val_items} items)", "R@1", "R@5", "R@10", "median rank",
+    table = Table(f"validation ({report.val_items} items; chose the stopping step)", "R@1", "R@5", "R@10", "median rank",
                   "gallery", "chance@10", box=None)
     for pair, m in report.retrieval.items():
         table.add_row(pair, f"{m['recall@1']:.3f}", f"{m['recall@5']:.3f}", f"{m['recall@10']:.3f}",

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import typer
 
-from mmrec.cli._common import handle_errors, print_json, split_list, stdout
+from mmrec.cli._common import DEVICE_HELP, handle_errors, print_json, split_list, stdout
 from mmrec.query import Hit, Query
+from mmrec.runtime import DeviceChoice
 
 
 @handle_errors
@@ -22,6 +23,7 @@ def recommend(
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="How many results."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Keep items the user already has."),
     explain: bool = typer.Option(False, "--explain", help="Say which history items and modalities drove each score."),
+    device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
     """Top-K items for a text/image/audio query, item(s), a user, or a history."""
@@ -29,7 +31,7 @@ def recommend(
 
     query = Query(text=text, image=image, audio=audio, items=list(item or []), user=user,
                   history=split_list(history) or [], modality=modality, k=k,
-                  exclude_seen=not include_seen, explain=explain)
+                  exclude_seen=not include_seen, explain=explain, device=device.value)
     hits = mmrec.recommend(path, query)
     if as_json:
         print_json({"results": [h.as_dict() for h in hits]})

@@ -194,8 +194,10 @@ class _Run:
                 if n + 1 < len(chunks):
                     pending = pool.submit(_decode, chunks[n + 1], modality, encoder)
                 self._encode_chunk(modality, encoder, decoded, advance)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # Ctrl-C: do not wait for the next chunk's decoding
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
     def _encode_chunk(self, modality: Modality, encoder: Encoder,
                       decoded: list[tuple[Item, str, Any]], advance: Any) -> None:
@@ -270,6 +272,8 @@ def encode(
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     on_error, progress = OnError(on_error), progress or NullProgress()
+    if text_fields is None and Store.exists(out):  # a re-run keeps the fields it was given
+        text_fields = Store.open(out).manifest.get("text_fields") or None
     cat = read_catalog(catalog, text_fields)
     if on_error is OnError.FAIL and cat.problems:
         raise InputError(f"{cat.path}: {cat.problems[0]}"

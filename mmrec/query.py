@@ -25,6 +25,7 @@ class Query:
     k: int = 10
     exclude_seen: bool = True
     explain: bool = False
+    device: str = "auto"  # where query content is encoded (auto: cuda > mps > cpu)
 
 
 @dataclass

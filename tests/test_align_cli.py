@@ -309,3 +309,15 @@ def test_without_a_held_out_split_evaluation_says_so(store, tmp_path):
     assert report["val_items"] == 0 and report["best_step"] == 5 and report["retrieval"] == {}
     assert "has no held-out items (--val-split 0)" in run_fails("evaluate", "retrieval", out)
     assert mmrec.evaluate(out, split="all")["text->image"]["gallery"] == N_ITEMS
+
+
+def test_recommend_device_option(aligner, monkeypatch):
+    import torch
+
+    out, _ = aligner
+    hits = json.loads(run_ok("recommend", out, "--text", "thing number 7", "--modality", "text",
+                             "--device", "cpu", "--json").stdout)["results"]
+    assert hits[0]["id"] == "item7"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    line = run_fails("recommend", out, "--text", "thing number 7", "--device", "cuda")
+    assert "no CUDA GPU is visible" in line

@@ -289,3 +289,10 @@ def test_library_and_os_errors_are_one_line(tmp_path, media, rows):
     result = encode(catalog, tmp_path / "c.jsonl" / "sub")  # a path through a file
     assert result.exit_code == 1 and "internal error" not in result.output
     assert "Not a directory" in result.output or "is a file" in result.output
+
+
+def test_rerun_remembers_text_fields(tmp_path, media, rows):
+    catalog = make_catalog(media, rows)
+    summary(encode(catalog, tmp_path / "s", "--text-fields", "title"))
+    assert summary(encode(catalog, tmp_path / "s"))["encoded"]["text"] == 0
+    assert summary(encode(catalog, tmp_path / "s", "--text-fields", "title,description"))["encoded"]["text"] == 4

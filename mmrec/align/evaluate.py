@@ -17,7 +17,7 @@ from mmrec.errors import ConfigError
 
 
 class Split(str, enum.Enum):
-    VAL = "val"  # the items align held out (never trained on)
+    VAL = "val"  # the items align held out: never trained on, but they chose the stopping step
     ALL = "all"  # every item: for zero-shot aligners, or a look at the fit
 
 

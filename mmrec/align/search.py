@@ -60,7 +60,7 @@ def _content_parts(aligner: Aligner, query: Query) -> list[np.ndarray]:
     encoders = {m: create(aligner.encoders[m]["encoder"], m) for m in sources}
     # decode every input before any model loads: a bad file fails in a moment
     inputs = {m: _decode(m, value, encoders[m]) for m, value in sources.items()}
-    device = resolve_device("auto")
+    device = resolve_device(query.device)
     projector = aligner.projector(with_bridge="image" in inputs)
     parts = []
     for modality, value in inputs.items():
