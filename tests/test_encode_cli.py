@@ -296,3 +296,14 @@ def test_rerun_remembers_text_fields(tmp_path, media, rows):
     summary(encode(catalog, tmp_path / "s", "--text-fields", "title"))
     assert summary(encode(catalog, tmp_path / "s"))["encoded"]["text"] == 0
     assert summary(encode(catalog, tmp_path / "s", "--text-fields", "title,description"))["encoded"]["text"] == 4
+
+
+def test_a_local_encoder_has_one_name_however_its_path_is_spelt(tmp_path, media, rows, monkeypatch):
+    catalog = make_catalog(media, rows)
+    monkeypatch.chdir(FAKE.parent)
+    relative = ["--text-encoder", f"local:{FAKE.name}:FakeText", "--modalities", "text"]
+    first = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "s"), "--json", *relative])
+    assert summary(first)["encoders"]["text"] == f"local:{FAKE}:FakeText"
+    again = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "s"), "--json",
+                                "--text-encoder", f"local:{FAKE}:FakeText", "--modalities", "text"])
+    assert summary(again)["encoded"]["text"] == 0

@@ -397,3 +397,17 @@ def test_no_validation_part_reports_null_not_nan(world, tmp_path):
     report = json.loads(ok(result).stdout)  # strict JSON: NaN would not parse in other tools
     assert "NaN" not in result.stdout
     assert [c["ndcg@20"] for c in report["curve"]] == [None, None]
+
+
+def test_evaluate_needs_only_the_model_when_the_store_has_moved(world, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(world.store, store)
+    out = tmp_path / "pop"
+    ok(invoke("train", "--store", store, "--interactions", world.inter, "--out", out,
+              "--model", "pop", "--json"))
+    before = json.loads(ok(invoke("evaluate", out, "--json")).stdout)
+    shutil.rmtree(store)
+    after = json.loads(ok(invoke("evaluate", out, "--json")).stdout)
+    assert after == before

@@ -305,9 +305,12 @@ def create(spec: str, modality: Modality) -> Encoder:
     config = load_config(model)
     if modality not in modalities(config):
         raise _unsupported(spec, config, modality)
+    # a directory is named by its absolute path, so the same model spelt two ways
+    # (relative from elsewhere) is one encoder to the store
+    name = f"hf:{Path(model).resolve()}" if _looks_like_path(spec) else f"hf:{spec}"
     if config.model_type in JOINT_MODALITIES:
-        return HFJointEncoder(model, modality, config, name=f"hf:{spec}")
-    return HFTextEncoder(model, name=f"hf:{spec}")
+        return HFJointEncoder(model, modality, config, name=name)
+    return HFTextEncoder(model, name=name)
 
 
 def listed() -> list[EncoderInfo]:

@@ -35,7 +35,7 @@ def create(spec: str, modality: Modality) -> Encoder:
     if not (isinstance(cls, type) and issubclass(cls, Encoder)):
         raise UnknownEncoderError(f"{path} has no Encoder subclass named {class_name!r}")
     encoder = cls()
-    encoder.name = f"local:{spec}"
+    encoder.name = f"local:{path}:{class_name}"  # one name however the path was spelt
     if Modality(encoder.modality) is not modality:
         raise UnknownEncoderError(
             f"local:{spec} encodes {Modality(encoder.modality).value}, not {modality.value}")
