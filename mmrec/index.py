@@ -22,6 +22,14 @@ if TYPE_CHECKING:
 EXACT_LIMIT = 50_000  # below this many vectors a flat index is exact and fast enough
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """float32 rows scaled to unit L2 norm (all-zero rows stay zero): what indexes hold."""
+    import numpy as np
+
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 class IndexType(str, enum.Enum):
     AUTO = "auto"
     FLAT = "flat"

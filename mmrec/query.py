@@ -28,6 +28,14 @@ class Query:
     device: str = "auto"  # where query content is encoded (auto: cuda > mps > cpu)
 
 
+def pop_title(meta: dict[str, Any]) -> str | None:
+    """Take an item's display title out of its metadata: ``title``, else ``name``."""
+    for key in ("title", "name"):
+        if meta.get(key):
+            return str(meta.pop(key))
+    return None
+
+
 @dataclass
 class Hit:
     id: str

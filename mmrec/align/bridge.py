@@ -90,7 +90,6 @@ class ImageNetBridge:
 
     def __call__(self, unit: np.ndarray, norms: np.ndarray) -> np.ndarray:
         """Unit rows in the text encoder's space, one per image."""
-        import numpy as np
+        from mmrec.index import unit_rows
 
-        out = self.raw(unit, norms)
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return unit_rows(self.raw(unit, norms))

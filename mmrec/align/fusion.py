@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from mmrec.align.config import Pivot
 from mmrec.errors import ConfigError
+from mmrec.index import unit_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -22,16 +23,9 @@ if TYPE_CHECKING:
     from mmrec.align.heads import HeadSet
 
 
-def normalize(x: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 def mix(head: np.ndarray, bridge: np.ndarray, weight: float) -> np.ndarray:
     """Unit rows of ``(1 - weight) * head + weight * bridge``."""
-    return normalize((1.0 - weight) * head + weight * bridge)
+    return unit_rows((1.0 - weight) * head + weight * bridge)
 
 
 @dataclass
@@ -55,7 +49,7 @@ class Projector:
 
         raw = self.bridge.raw(unit, norms)
         confidence = np.linalg.norm(raw, axis=1, keepdims=True)
-        direction = normalize(raw)
+        direction = unit_rows(raw)
         if self.heads.pivot is Pivot.SHARED:
             direction = self.heads.project("text", direction)
         return direction * confidence
@@ -68,7 +62,7 @@ class Projector:
         if not self.heads.has(modality):
             if not use_bridge:
                 raise ConfigError(f"this aligner has no {modality} head")
-            return normalize(self.bridge_part(unit, norms))
+            return unit_rows(self.bridge_part(unit, norms))
         projected = self.heads.project(modality, unit)
         if use_bridge and weight > 0:
             projected = mix(projected, self.bridge_part(unit, norms), weight)
@@ -88,4 +82,4 @@ def fuse(projected: dict[str, tuple[np.ndarray, np.ndarray]],
         w = float(weights.get(modality, 1.0))
         total += w * np.where(mask[:, None], matrix, 0.0).astype(np.float32)
         have |= mask & (w > 0)
-    return normalize(total), have
+    return unit_rows(total), have

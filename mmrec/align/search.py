@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mmrec.align.aligner import Aligner
 from mmrec.align.config import Target, parse_enum
 from mmrec.errors import ConfigError, InputError
-from mmrec.query import Hit, Query
+from mmrec.query import Hit, Query, pop_title
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +38,7 @@ def query_vector(aligner: Aligner, query: Query) -> np.ndarray:
     """The unit query vector in the aligner's space: the mean of its parts, normalised."""
     import numpy as np
 
-    from mmrec.align.fusion import normalize
+    from mmrec.index import unit_rows
 
     for item_id in query.items:
         aligner.row(item_id)  # an unknown id fails before any model loads
@@ -47,7 +47,7 @@ def query_vector(aligner: Aligner, query: Query) -> np.ndarray:
     parts += [np.asarray(fused[aligner.row(i)], dtype=np.float32) for i in query.items]
     if not parts:
         raise ConfigError("nothing to search for: give --text, --image, --audio or --item")
-    return normalize(np.mean(parts, axis=0))
+    return unit_rows(np.mean(parts, axis=0))
 
 
 def _content_parts(aligner: Aligner, query: Query) -> list[np.ndarray]:
@@ -105,14 +105,14 @@ def _decode(modality: str, value: Any, encoder: Any) -> Any:
 def _hit(aligner: Aligner, target: Target, vector: np.ndarray, item_id: str, score: float,
          explain: bool) -> Hit:
     meta = dict(aligner.items.get(item_id, {}))
-    title = meta.pop("title", None)
+    title = pop_title(meta)
     per_modality = _modality_scores(aligner, vector, item_id)
     if target is Target.FUSED:
         matched = max(per_modality, key=per_modality.get) if per_modality else None
     else:
         matched = target.value
     explanation = {m: round(s, 4) for m, s in per_modality.items()} if explain else None
-    return Hit(id=item_id, score=score, title=None if title is None else str(title),
+    return Hit(id=item_id, score=score, title=title,
                matched=matched, explanation=explanation, metadata=meta)
 
 

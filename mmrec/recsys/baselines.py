@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmrec.index import unit_rows
 from mmrec.recsys.config import ModelKind, TrainConfig
 from mmrec.recsys.data import Data
-from mmrec.recsys.scoring import Scorer, normalise
+from mmrec.recsys.scoring import Scorer
 from mmrec.recsys.splits import TRAIN
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def most_popular(data: Data) -> Scorer:
 
 def item_knn(data: Data, content: np.ndarray) -> Scorer:
     """Each item scores its summed content cosine to the user's history (no training)."""
-    return Scorer(ModelKind.ITEMKNN, normalise(np.asarray(content, dtype=np.float32)),
+    return Scorer(ModelKind.ITEMKNN, unit_rows(np.asarray(content, dtype=np.float32)),
                   counts=data.train_counts().astype(np.float32))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mmrec.errors import ConfigError, InputError
-from mmrec.query import Hit, Query
+from mmrec.query import Hit, Query, pop_title
 from mmrec.recsys.config import ModelKind
 from mmrec.recsys.data import Content, model_content
 from mmrec.recsys.model import Model, load_model
@@ -85,16 +85,9 @@ def recommend(path: str | Path, query: Query) -> list[Hit]:
     hits = []
     for (item_id, score), row in zip(found, rows, strict=True):
         meta = dict(metadata.get(item_id, {}))
-        hits.append(Hit(id=item_id, score=score, title=_title(meta, item_id), metadata=meta,
+        hits.append(Hit(id=item_id, score=score, title=pop_title(meta), metadata=meta,
                         explanation=why.get(int(row))))
     return hits
-
-
-def _title(meta: dict[str, Any], item_id: str) -> str | None:
-    for key in ("title", "name"):
-        if meta.get(key):
-            return str(meta.pop(key))
-    return None
 
 
 def _explanations(model: Model, store: Any, vector: np.ndarray, user: int, history: np.ndarray,
@@ -123,7 +116,7 @@ def _history_reason(model: Model, user: int, history: np.ndarray, row: int,
     names = []
     for h in best:
         item_id = model.data.item_ids[history[h]]
-        title = _title(dict(metadata.get(item_id, {})), item_id) or item_id
+        title = pop_title(dict(metadata.get(item_id, {}))) or item_id
         names.append(f"{title} ({item_id}) {parts[h]:+.3f}")
     label = "similar to" if model.scorer.kind is ModelKind.BPR else "history"
     why = {label: ", ".join(names)}

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from mmrec.errors import StoreError
+from mmrec.index import unit_rows
 from mmrec.recsys.config import ModelKind
 
 WEIGHTS = "weights.safetensors"
@@ -81,10 +82,6 @@ def aggregate(vectors: np.ndarray, history: History, mean: bool) -> np.ndarray:
     return out
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
 @dataclass
 class Scorer:
     kind: ModelKind
@@ -117,7 +114,7 @@ class Scorer:
         if self.recent:
             latest = aggregate(self.items, history.last(self.recent), mean=True)
             mixed += latest @ self.recent_weight + self.recent_bias
-        return normalise(own + mixed)
+        return unit_rows(own + mixed)
 
     def history_parts(self, user: int, history: np.ndarray, item: int) -> tuple[float, np.ndarray]:
         """How ``score(user, item)`` splits into the user's id part and one part per history item."""
@@ -125,7 +122,7 @@ class Scorer:
         if self.kind is ModelKind.ITEMKNN:
             return 0.0, self.items[history] @ v
         if self.kind is ModelKind.BPR:  # no history term: say how alike the items are
-            return 0.0, normalise(self.items[history]) @ normalise(v)
+            return 0.0, unit_rows(self.items[history]) @ unit_rows(v)
         if self.kind is ModelKind.POP:
             return 0.0, np.zeros(len(history))
         own = self.users[user] if user >= 0 and self.users is not None else 0.0 * v
@@ -142,7 +139,7 @@ class Scorer:
     def content_vectors(self, content: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
         """Item vectors recomputed from ``content`` rows (None for models without content)."""
         if self.kind is ModelKind.ITEMKNN:
-            return normalise(content)
+            return unit_rows(content)
         if self.kind is not ModelKind.TWOTOWER or not self.adapter:
             return None
         x = content
@@ -150,7 +147,7 @@ class Scorer:
             x = x @ weight.T + bias
             if i < len(self.adapter) - 1:
                 x = np.maximum(x, 0.0)
-        return normalise(x + self.item_id[rows])
+        return unit_rows(x + self.item_id[rows])
 
     # -- persistence -------------------------------------------------------------------
 
