@@ -326,7 +326,8 @@ def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: li
     store = run.publish(built, dims, {"catalog": str(cat.path), "text_fields": cat.text_fields,
                                       "preset": preset})
     return EncodeReport(
-        store=str(out), items=len(store), vectors={m.value: int(store.matrix(m)[1].sum()) for m in store.modalities},
+        store=str(out), items=len(store), vectors={m.value: store.manifest["modalities"][m.value]["count"]
+                                                 for m in store.modalities},
         encoded=run.encoded, reused=run.reused, removed=len(before - set(store.ids)),
         skipped=run.problems, seconds=time.perf_counter() - started, device=str(dev or "-"),
         encoders={m.value: getattr(e, "name", e) for m, e in built.items()},
