@@ -96,9 +96,9 @@ def check_selection(name: str, store: Path) -> dict:
     import shutil
 
     import mmrec
-    from mmrec.align.aligner import Aligner
-    from mmrec.align.pipeline import split_items
-    from mmrec.align.retrieval import retrieval_metrics
+    from mmrec.alignment.aligner import Aligner
+    from mmrec.alignment.pipeline import split_items
+    from mmrec.alignment.retrieval import retrieval_metrics
     from mmrec.store import Store
 
     full = Store.open(store)

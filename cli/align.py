@@ -5,7 +5,6 @@ from pathlib import Path
 
 import typer
 
-from mmrec.align.config import HeadKind, Pivot
 from mmrec.cli._common import (
     DEVICE_HELP,
     RichProgress,
@@ -14,7 +13,7 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
-from mmrec.runtime import DeviceChoice
+from mmrec.enums import DeviceChoice, HeadKind, Pivot
 
 
 @handle_errors

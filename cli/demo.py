@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
-from mmrec.runtime import DeviceChoice
+from mmrec.enums import DeviceChoice
 
 
 @handle_errors

@@ -13,9 +13,9 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
-from mmrec.encoding import EncodeReport, OnError
+from mmrec.encoding import EncodeReport
 from mmrec.encoding import encode as encode_lib
-from mmrec.runtime import DeviceChoice
+from mmrec.enums import DeviceChoice, OnError
 
 
 @handle_errors

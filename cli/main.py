@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import typer
 
-from mmrec import __version__
 from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train
+from mmrec.version import __version__
 
 app = typer.Typer(
     name="mmrec",

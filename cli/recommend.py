@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, handle_errors, print_json, split_list, stdout
+from mmrec.enums import DeviceChoice
 from mmrec.query import Hit, Query
-from mmrec.runtime import DeviceChoice
 
 
 @handle_errors

@@ -6,8 +6,8 @@ from pathlib import Path
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
-from mmrec.recsys.config import ModelKind, SplitKind, TrainConfig
-from mmrec.runtime import DeviceChoice
+from mmrec.enums import DeviceChoice, ModelKind, SplitKind
+from mmrec.recsys.config import TrainConfig
 
 
 @handle_errors

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from mmrec.version import __version__
 
 if TYPE_CHECKING:
+    from mmrec.alignment.config import AlignConfig
+    from mmrec.alignment.pipeline import AlignReport
     from mmrec.encoding import EncodeReport
+    from mmrec.progress import Progress
     from mmrec.query import Hit, Query
     from mmrec.recsys.train import TrainReport
 
@@ -34,7 +37,7 @@ def recommend(path: Any, query: Query) -> list[Hit]:
     from mmrec.artifacts import Kind, kind_of
 
     if kind_of(path) is Kind.ALIGNER:
-        from mmrec.align.search import recommend as run
+        from mmrec.alignment.search import recommend as run
     else:
         from mmrec.recsys.recommend import recommend as run
     return run(path, query)
@@ -50,7 +53,7 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
             from mmrec.errors import ConfigError
 
             raise ConfigError(f"{path} is a trained model; retrieval evaluation needs an aligner")
-        from mmrec.align.evaluate import retrieval
+        from mmrec.alignment.evaluate import retrieval
 
         return retrieval(path, **options)
     from mmrec.recsys.evaluate import evaluate as run
@@ -58,9 +61,18 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
     return run(path, **options)
 
 
-# ``mmrec.align(store, out, ...)`` fits an aligner. It is the ``mmrec.align`` package
-# itself, made callable: a function of that name here would be replaced by the package
-# as soon as any ``mmrec.align.*`` module is imported. The package imports nothing heavy.
-from mmrec import align  # noqa: E402
+def align(store: Any, out: Any, config: AlignConfig | None = None,
+          progress: Progress | None = None, **overrides: Any) -> AlignReport:
+    """Fit projection heads on ``store`` and write the aligner ``out``.
+
+    ``overrides`` are :class:`~mmrec.alignment.config.AlignConfig` fields, e.g.
+    ``steps=0`` (zero-shot: the shipped heads and the image bridge as they are),
+    ``pivot="shared"``, ``dim=256``, ``head="mlp"``, ``init="other-aligner/"``.
+    See :func:`mmrec.alignment.pipeline.align`.
+    """
+    from mmrec.alignment.pipeline import align as _align
+
+    return _align(store, out, config, progress, **overrides)
+
 
 __all__ = ["__version__", "align", "encode", "evaluate", "recommend", "train"]

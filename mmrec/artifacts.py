@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mmrec import __version__
 from mmrec.atomic import write_json
 from mmrec.errors import StoreError
+from mmrec.version import __version__
 
 CONFIG = "config.json"
 FORMAT_VERSION = 1

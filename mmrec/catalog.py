@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.encoders.base import Modality
+from mmrec.enums import Modality
 from mmrec.errors import CatalogError, InputError
 
 if TYPE_CHECKING:

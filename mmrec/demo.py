@@ -5,8 +5,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmrec.encoders.base import Modality
 from mmrec.encoding import encode
+from mmrec.enums import Modality
 from mmrec.progress import Progress
 from mmrec.query import Query
 from mmrec.recsys.config import TrainConfig
@@ -46,7 +46,7 @@ QUERIES = ("a barking dog", "church bells ringing", "someone playing the guitar"
 def search(aligner: Path, queries: tuple[str, ...] = QUERIES, k: int = 3) -> dict[str, Any]:
     """For each text query, the top ``k`` items by picture and by sound."""
     import mmrec
-    from mmrec.align.aligner import Aligner
+    from mmrec.alignment.aligner import Aligner
 
     have = set(Aligner.open(aligner).modalities)
     return {q: {m: [(h.id, round(h.score, 4)) for h in

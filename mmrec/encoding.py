@@ -7,25 +7,20 @@ the chunk in flight.
 """
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrec.catalog import Catalog, Item, Problem, load_audio, load_image, read_catalog
-from mmrec.encoders.base import Encoder, Modality
+from mmrec.encoders.base import Encoder
+from mmrec.enums import Modality, OnError
 from mmrec.errors import ConfigError, InputError, StoreError
 from mmrec.progress import NullProgress, Progress
 from mmrec.store import Column, Journal, Store, is_reusable_dir, write_lock, write_store
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-class OnError(str, enum.Enum):
-    SKIP = "skip"
-    FAIL = "fail"
 
 
 @dataclass

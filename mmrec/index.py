@@ -6,7 +6,6 @@ plus ``NAME.ids.json`` (the item id of every row).
 """
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -14,26 +13,13 @@ from typing import TYPE_CHECKING
 
 from mmrec.artifacts import read_json, read_part
 from mmrec.atomic import atomic_open, write_json
+from mmrec.enums import IndexType
 from mmrec.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     import numpy as np
 
 EXACT_LIMIT = 50_000  # below this many vectors a flat index is exact and fast enough
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """float32 rows scaled to unit L2 norm (all-zero rows stay zero): what indexes hold."""
-    import numpy as np
-
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-class IndexType(str, enum.Enum):
-    AUTO = "auto"
-    FLAT = "flat"
-    IVF = "ivf"
 
 
 class VectorIndex:

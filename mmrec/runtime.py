@@ -5,28 +5,15 @@ Nothing else in mmrec calls ``torch.cuda`` or ``torch.backends.mps``.
 from __future__ import annotations
 
 import contextlib
-import enum
 import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from mmrec.enums import DeviceChoice, Precision
 from mmrec.errors import DeviceError
 
 if TYPE_CHECKING:
     import torch
-
-
-class DeviceChoice(str, enum.Enum):
-    AUTO = "auto"
-    CPU = "cpu"
-    CUDA = "cuda"
-    MPS = "mps"
-
-
-class Precision(str, enum.Enum):
-    AUTO = "auto"  # bf16 autocast on CUDA where supported, fp32 elsewhere
-    FP32 = "fp32"
-    BF16 = "bf16"
 
 
 def _mps_available() -> bool:

@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec import __version__
 from mmrec.artifacts import read_json, read_part
 from mmrec.atomic import atomic_open, publish_dir, save_npy, save_npz, write_json
-from mmrec.encoders.base import Modality
+from mmrec.enums import Modality
 from mmrec.errors import StoreError
+from mmrec.version import __version__
 
 if TYPE_CHECKING:
     import numpy as np

@@ -55,7 +55,7 @@ def write_bridge(embeddings: np.ndarray, names: list[str], template: str, temper
                  measured: dict) -> None:
     from safetensors.numpy import save_file
 
-    from mmrec.align.bridge import IMAGE_ENCODER, TEXT_ENCODER
+    from mmrec.alignment.bridge import IMAGE_ENCODER, TEXT_ENCODER
 
     out = ASSETS / "bridge"
     out.mkdir(parents=True, exist_ok=True)
@@ -80,9 +80,9 @@ def encode_store() -> Path:
 
 def bridge_r10(store: Path, classes: np.ndarray, temperature: float) -> float:
     """Bridge-only text->image R@10 on openclipart's validation items."""
-    from mmrec.align.bridge import ImageNetBridge, imagenet_classifier
-    from mmrec.align.pipeline import split_items
-    from mmrec.align.retrieval import pair_ranks
+    from mmrec.alignment.bridge import ImageNetBridge, imagenet_classifier
+    from mmrec.alignment.pipeline import split_items
+    from mmrec.alignment.retrieval import pair_ranks
     from mmrec.store import Store
 
     st = Store.open(store)

@@ -13,7 +13,8 @@ import time
 import numpy as np
 import torch
 
-from mmrec.encoders.base import Encoder, Modality
+from mmrec.encoders.base import Encoder
+from mmrec.enums import Modality
 
 
 def _seeded(key: bytes, dim: int) -> torch.Tensor:

@@ -81,9 +81,9 @@ def test_align_writes_a_complete_aligner(aligner):
 
 
 def test_fused_vectors_are_unit_rows_of_every_item(aligner):
-    import mmrec
+    import mmrec.alignment
 
-    ids, fused = mmrec.align.fused_vectors(aligner[0])
+    ids, fused = mmrec.alignment.fused_vectors(aligner[0])
     assert len(ids) == N_ITEMS and fused.shape == (N_ITEMS, 8) and fused.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
 
@@ -177,7 +177,8 @@ OTHER_IMAGE_ENCODER = """
 import numpy as np
 import torch
 
-from mmrec.encoders.base import Encoder, Modality
+from mmrec.encoders.base import Encoder
+from mmrec.enums import Modality
 
 
 class OtherImage(Encoder):
@@ -265,7 +266,7 @@ def test_a_trained_model_is_not_an_aligner(aligner, tmp_path):
 
 def test_package_stays_callable_after_its_submodules_load(store, tmp_path):
     import mmrec
-    import mmrec.align.search  # noqa: F401  (rebinds mmrec.align to the package)
+    import mmrec.alignment.search  # noqa: F401  (loading the package must not shadow mmrec.align)
 
     report = mmrec.align(store, tmp_path / "lib", steps=3, modalities=["text", "image"])
     assert report.as_dict()["modalities"] == ["text", "image"]

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from mmrec.align.config import LOGIT_SCALE_INIT, AlignConfig, Pivot
-from mmrec.align.heads import HeadSet, load_heads, save_heads
-from mmrec.align.losses import info_nce, multimodal_info_nce
-from mmrec.align.train import TrainData, fit, validation_score
+from mmrec.alignment.config import LOGIT_SCALE_INIT, AlignConfig
+from mmrec.alignment.heads import HeadSet, load_heads, save_heads
+from mmrec.alignment.losses import info_nce, multimodal_info_nce
+from mmrec.alignment.train import TrainData, fit, validation_score
+from mmrec.enums import Pivot
 
 
 def _unit(n, d, seed=0):

@@ -64,7 +64,7 @@ def test_fitting_on_real_vectors_keeps_a_usable_aligner(store, tmp_path):
                                "--json").stdout)
     assert report["train_items"] == 9 and report["val_items"] == 3
     assert 0 <= report["bridge_weight"] <= 1 and report["bridge_weight_from"] == "validation"
-    ids, fused = __import__("mmrec").align.fused_vectors(out)
+    ids, fused = __import__("mmrec.alignment").alignment.fused_vectors(out)
     assert sorted(ids) == sorted(PICTURES)
     np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
     hits = json.loads(run_ok("recommend", out, "--item", "cow", "-k", "3", "--json").stdout)

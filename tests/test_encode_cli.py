@@ -264,7 +264,7 @@ def test_damaged_store_and_wrong_encoder_dims_are_one_line_errors(tmp_path, medi
     assert "internal error" not in result.output
 
     (tmp_path / "bad.py").write_text(
-        "import torch\nfrom mmrec.encoders.base import Encoder, Modality\n"
+        "import torch\nfrom mmrec.encoders.base import Encoder\nfrom mmrec.enums import Modality\n"
         "class Liar(Encoder):\n    modality = Modality.TEXT\n    dim = 5\n"
         "    def encode_batch(self, inputs):\n        return torch.ones(len(inputs), 7)\n")
     result = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "t"),

@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mmrec.enums import IndexType
 from mmrec.errors import ConfigError, StoreError
-from mmrec.index import IndexType, VectorIndex
+from mmrec.index import VectorIndex
 
 
 def _unit(n, d, seed=0):

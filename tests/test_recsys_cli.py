@@ -219,7 +219,7 @@ def test_library_call_matches_the_cli(world, tmp_path):
 
 def test_aligner_content(world, tmp_path, monkeypatch):
     """--aligner: the aligner's fused vectors are the content, its store the catalog."""
-    import mmrec.align
+    import mmrec.alignment
     from mmrec.artifacts import Kind, write_config
     from mmrec.store import Store
 
@@ -235,7 +235,7 @@ def test_aligner_content(world, tmp_path, monkeypatch):
         calls.append(path)
         return list(store.ids), vectors
 
-    monkeypatch.setattr(mmrec.align, "fused_vectors", fused_vectors)
+    monkeypatch.setattr(mmrec.alignment, "fused_vectors", fused_vectors)
     report = json.loads(ok(invoke("train", "--aligner", aligner, "--interactions", world.inter,
                                   "--out", tmp_path / "m", "--model", "itemknn", "--json")).stdout)
     assert calls and report["items"] == N_ITEMS

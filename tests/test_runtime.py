@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mmrec.enums import Precision
 from mmrec.errors import ConfigError, DeviceError
-from mmrec.runtime import Precision, autocast_dtype, resolve_device, seed_everything, set_threads
+from mmrec.runtime import autocast_dtype, resolve_device, seed_everything, set_threads
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

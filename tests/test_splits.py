@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mmrec.enums import SplitKind
 from mmrec.errors import ConfigError
 from mmrec.recsys.splits import (
     TEST,
     TRAIN,
     VALID,
-    SplitKind,
     load_split,
     make_split,
     part_sizes,

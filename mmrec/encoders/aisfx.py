@@ -24,7 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from mmrec.encoders.base import Encoder, Modality
+from mmrec.encoders.base import Encoder
+from mmrec.enums import Modality
 from mmrec.errors import InputError
 
 if TYPE_CHECKING:

@@ -5,23 +5,15 @@ only turns a batch of prepared inputs into a matrix.
 """
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mmrec.enums import Modality
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
-
-
-class Modality(str, enum.Enum):
-    TEXT = "text"
-    IMAGE = "image"
-    AUDIO = "audio"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Encoder(ABC):

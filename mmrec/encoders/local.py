@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mmrec.encoders.base import Encoder, Modality
+from mmrec.encoders.base import Encoder
+from mmrec.enums import Modality
 from mmrec.errors import ModelNotFoundError, UnknownEncoderError
 
 if TYPE_CHECKING:

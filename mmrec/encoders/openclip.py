@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.encoders.base import Encoder, Modality
+from mmrec.encoders.base import Encoder
+from mmrec.enums import Modality
 from mmrec.errors import ModelNotFoundError, UnknownEncoderError
 
 if TYPE_CHECKING:

@@ -6,6 +6,6 @@
 """
 from __future__ import annotations
 
-from mmrec.recsys.config import ModelKind, SplitKind, TrainConfig
+from mmrec.recsys.config import TrainConfig
 
-__all__ = ["ModelKind", "SplitKind", "TrainConfig"]
+__all__ = ["TrainConfig"]

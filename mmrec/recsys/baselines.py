@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmrec.index import unit_rows
-from mmrec.recsys.config import ModelKind, TrainConfig
+from mmrec.enums import ModelKind
+from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Scorer
 from mmrec.recsys.splits import TRAIN
+from mmrec.vectors import unit_rows
 
 if TYPE_CHECKING:
     import torch

@@ -2,24 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 from dataclasses import dataclass
 
+from mmrec.enums import ModelKind, SplitKind
 from mmrec.errors import ConfigError
-
-
-class ModelKind(str, enum.Enum):
-    TWOTOWER = "twotower"
-    BPR = "bpr"
-    POP = "pop"
-    ITEMKNN = "itemknn"
-
-
-class SplitKind(str, enum.Enum):
-    TEMPORAL = "temporal"
-    RANDOM = "random"
-    COLD_ITEM = "cold-item"
-
 
 # Per-model defaults for the options left as None. BPR's are RecBole's (Adam 1e-3,
 # batch 2048, 64-d, stop after 10 epochs without improvement, at most 300 epochs).

@@ -52,7 +52,7 @@ def aligner_content(aligner: str | Path, store: str | Path | None = None) -> Con
     config = read_config(aligner, Kind.ALIGNER)
     what = f"aligner {aligner}"
     opened = open_store(config, store, what)
-    from mmrec.align import fused_vectors
+    from mmrec.alignment import fused_vectors
 
     ids, vectors = fused_vectors(aligner)
     vectors = np.asarray(vectors, dtype=np.float32)

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from mmrec.enums import ModelKind
 from mmrec.errors import ConfigError, InputError
 from mmrec.query import Hit, Query, pop_title
-from mmrec.recsys.config import ModelKind
 from mmrec.recsys.data import Content, model_content
 from mmrec.recsys.model import Model, load_model
 from mmrec.recsys.scoring import History

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrec.enums import ModelKind
 from mmrec.errors import StoreError
-from mmrec.index import unit_rows
-from mmrec.recsys.config import ModelKind
+from mmrec.vectors import unit_rows
 
 WEIGHTS = "weights.safetensors"
 

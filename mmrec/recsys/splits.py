@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mmrec.enums import SplitKind
 from mmrec.errors import ConfigError
-from mmrec.recsys.config import SplitKind
 
 TRAIN, VALID, TEST = 0, 1, 2
 RATIOS = (0.8, 0.1, 0.1)

@@ -16,9 +16,10 @@ import numpy as np
 
 from mmrec.artifacts import Kind, check_out
 from mmrec.catalog import Interactions, read_interactions
+from mmrec.enums import ModelKind
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
-from mmrec.recsys.config import VALID_METRIC, ModelKind, TrainConfig
+from mmrec.recsys.config import VALID_METRIC, TrainConfig
 from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
 from mmrec.recsys.evaluate import rank_metrics
 from mmrec.recsys.scoring import Scorer

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmrec.recsys.config import ModelKind, TrainConfig
+from mmrec.enums import ModelKind
+from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Scorer
 from mmrec.recsys.splits import TRAIN

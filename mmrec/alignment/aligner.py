@@ -26,17 +26,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.align.config import Target
 from mmrec.artifacts import Kind, read_config, read_json, read_part, write_config
 from mmrec.atomic import publish_dir, save_npy, write_json
+from mmrec.enums import Target
 from mmrec.errors import ConfigError
 from mmrec.store import read_items, write_items
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mmrec.align.fusion import Projector
-    from mmrec.align.heads import HeadSet
+    from mmrec.alignment.fusion import Projector
+    from mmrec.alignment.heads import HeadSet
     from mmrec.index import VectorIndex
     from mmrec.store import Store
 
@@ -60,7 +60,7 @@ class AlignerContents:
 
 def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
                   contents: AlignerContents) -> None:
-    from mmrec.align.heads import save_heads
+    from mmrec.alignment.heads import save_heads
     from mmrec.index import VectorIndex
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -160,9 +160,9 @@ class Aligner:
 
     def projector(self, with_bridge: bool = True, device: Any = None) -> Projector:
         """Heads (and the bridge, unless not needed) to project new queries like the items."""
-        from mmrec.align.bridge import ImageNetBridge
-        from mmrec.align.fusion import Projector
-        from mmrec.align.heads import load_heads
+        from mmrec.alignment.bridge import ImageNetBridge
+        from mmrec.alignment.fusion import Projector
+        from mmrec.alignment.heads import load_heads
 
         bridge = self.info.get("bridge") or {}
         use = with_bridge and bool(bridge.get("enabled"))

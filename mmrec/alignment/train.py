@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mmrec.align.config import AlignConfig
-from mmrec.align.losses import multimodal_info_nce
-from mmrec.align.retrieval import validation_score as score_pairs
+from mmrec.alignment.config import AlignConfig
+from mmrec.alignment.losses import multimodal_info_nce
+from mmrec.alignment.retrieval import validation_score as score_pairs
 from mmrec.progress import NullProgress, Progress
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from mmrec.align.heads import HeadSet
+    from mmrec.alignment.heads import HeadSet
 
 
 @dataclass
@@ -56,7 +56,7 @@ def resolve_steps(config: AlignConfig, pairs: int) -> int:
         return config.steps
     if config.epochs is not None:
         return config.epochs * max(1, math.ceil(pairs / config.batch_size))
-    from mmrec.align.config import DEFAULT_MAX_STEPS
+    from mmrec.alignment.config import DEFAULT_MAX_STEPS
 
     return DEFAULT_MAX_STEPS
 

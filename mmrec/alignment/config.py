@@ -1,11 +1,10 @@
 """Typed options of ``mmrec align`` and the closed choices they use."""
 from __future__ import annotations
 
-import enum
 import math
 from dataclasses import dataclass, field
 
-from mmrec.encoders.base import Modality
+from mmrec.enums import HeadKind, Modality, Pivot, parse_enum
 from mmrec.errors import ConfigError
 
 # CLIP's temperature recipe: logit scale starts at ln(1/0.07) and never exceeds 100.
@@ -14,45 +13,6 @@ LOGIT_SCALE_MAX = 100.0
 DEFAULT_SHARED_DIM = 256
 DEFAULT_MAX_STEPS = 1000  # an upper bound: early stopping ends most runs after 100-300 steps
 RECALL_KS = (1, 5, 10)
-
-
-class Pivot(str, enum.Enum):
-    """The space every modality is projected into."""
-
-    TEXT = "text"  # the text encoder's own space: text vectors pass through unchanged
-    SHARED = "shared"  # a learned space of --dim dimensions, one head per modality
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class HeadKind(str, enum.Enum):
-    LINEAR = "linear"
-    MLP = "mlp"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class Target(str, enum.Enum):
-    """Which item vectors a search runs over."""
-
-    FUSED = "fused"
-    TEXT = "text"
-    IMAGE = "image"
-    AUDIO = "audio"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def parse_enum(kind: type[enum.Enum], value: object, option: str) -> enum.Enum:
-    """``kind(value)``, or a ConfigError that lists the valid values."""
-    try:
-        return kind(value)
-    except ValueError:
-        valid = ", ".join(str(v.value) for v in kind)
-        raise ConfigError(f"{option} must be one of {valid}, got {value!r}") from None
 
 
 @dataclass

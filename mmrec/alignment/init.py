@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.align.config import AlignConfig, Pivot
+from mmrec.alignment.config import AlignConfig
 from mmrec.artifacts import check_store
+from mmrec.enums import Pivot
 from mmrec.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from mmrec.align.heads import HeadSet
+    from mmrec.alignment.heads import HeadSet
     from mmrec.store import Store
 
 SHIPPED = "heads"  # under assets/
@@ -74,7 +75,7 @@ class InitSource:
 
     def apply(self, heads: HeadSet) -> list[str]:
         """Copy every head (and the temperature) ``heads`` shares with the source."""
-        from mmrec.align.heads import load_heads
+        from mmrec.alignment.heads import load_heads
 
         source = load_heads(self.path)
         copied = []

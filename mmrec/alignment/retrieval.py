@@ -10,7 +10,7 @@ from __future__ import annotations
 from itertools import permutations
 from typing import TYPE_CHECKING
 
-from mmrec.align.config import RECALL_KS
+from mmrec.alignment.config import RECALL_KS
 
 if TYPE_CHECKING:
     import numpy as np

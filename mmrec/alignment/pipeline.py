@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.align.config import DEFAULT_SHARED_DIM, AlignConfig, Pivot
+from mmrec.alignment.config import DEFAULT_SHARED_DIM, AlignConfig
+from mmrec.enums import Pivot
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mmrec.align.bridge import ImageNetBridge
-    from mmrec.align.fusion import Projector
-    from mmrec.align.init import InitSource
-    from mmrec.align.train import FitResult
+    from mmrec.alignment.bridge import ImageNetBridge
+    from mmrec.alignment.fusion import Projector
+    from mmrec.alignment.init import InitSource
+    from mmrec.alignment.train import FitResult
     from mmrec.store import Store
 
 BRIDGE_GRID = tuple(i / 10 for i in range(11))
@@ -118,7 +119,7 @@ def _dim(store: Store, config: AlignConfig) -> int:
 
 def _bridge(store: Store, config: AlignConfig, modalities: list[str],
             notes: list[str]) -> ImageNetBridge | None:
-    from mmrec.align import bridge
+    from mmrec.alignment import bridge
 
     if not config.bridge or "image" not in modalities:
         return None
@@ -187,8 +188,8 @@ class _Run:
     """The state of one align run, step by step."""
 
     def __init__(self, store: Store, config: AlignConfig, progress: Progress) -> None:
-        from mmrec.align import init
-        from mmrec.align.train import resolve_steps
+        from mmrec.alignment import init
+        from mmrec.alignment.train import resolve_steps
 
         self.store, self.config, self.progress, self.notes = store, config, progress, []
         self.weight_scores: dict[float, float] = {}
@@ -212,7 +213,7 @@ class _Run:
         self.progress.log(message)
 
     def heads(self) -> Any:
-        from mmrec.align.heads import HeadSet
+        from mmrec.alignment.heads import HeadSet
 
         dims = {m: self.store.dim(m) for m in self.head_modalities}
         heads = HeadSet(dims, self.dim, self.config.head, self.config.hidden, self.config.pivot)
@@ -224,7 +225,7 @@ class _Run:
         return heads
 
     def train(self, device: Any) -> FitResult:
-        from mmrec.align.train import TrainData, fit
+        from mmrec.alignment.train import TrainData, fit
 
         self.head_set = self.heads().to(device)
         data = TrainData({m: self.arrays.matrices[m] for m in self.head_modalities},
@@ -236,7 +237,7 @@ class _Run:
         return fit(self.head_set, data, self.config, device, self.progress)
 
     def projector(self, fit: FitResult) -> Projector:
-        from mmrec.align.fusion import Projector
+        from mmrec.alignment.fusion import Projector
 
         projector = Projector(self.head_set, self.bridge, 0.0)
         if self.bridge is not None:
@@ -270,9 +271,9 @@ class _Run:
         return out
 
     def write(self, out: Path, projector: Projector, fit: FitResult) -> AlignReport:
-        from mmrec.align.aligner import write_aligner
-        from mmrec.align.fusion import fuse
-        from mmrec.align.retrieval import retrieval_metrics
+        from mmrec.alignment.aligner import write_aligner
+        from mmrec.alignment.fusion import fuse
+        from mmrec.alignment.retrieval import retrieval_metrics
 
         projected = self.project(projector)
         fused, have = fuse(projected, self.config.fusion)
@@ -328,7 +329,7 @@ def _rows_of(ids: list[str], wanted: set[str]) -> np.ndarray:
 
 def _contents(store: Store, ids: list[str], projected: dict[str, Any], fused: np.ndarray,
               val: set[str], config: AlignConfig, info: dict[str, Any]) -> Any:
-    from mmrec.align.aligner import AlignerContents
+    from mmrec.alignment.aligner import AlignerContents
 
     meta = store.items()
     split = {"seed": config.seed, "val_split": config.val_split,
@@ -343,8 +344,8 @@ def bridge_weight_scores(projector: Projector, arrays: StoreArrays,
     (empty when no validation item has an image and another modality)."""
     import numpy as np
 
-    from mmrec.align.fusion import mix
-    from mmrec.align.retrieval import mean_recall
+    from mmrec.alignment.fusion import mix
+    from mmrec.alignment.retrieval import mean_recall
 
     image_mask = arrays.masks["image"][val_rows]
     others = [m for m in arrays.matrices if m != "image" and projector.heads.has(m)]

@@ -7,28 +7,23 @@ item, how many queries and gallery items there were, and the chance level
 """
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Any
 
-from mmrec.align.aligner import Aligner
-from mmrec.align.config import RECALL_KS, parse_enum
+from mmrec.alignment.aligner import Aligner
+from mmrec.alignment.config import RECALL_KS
+from mmrec.enums import RetrievalSplit, parse_enum
 from mmrec.errors import ConfigError
 
 
-class Split(str, enum.Enum):
-    VAL = "val"  # the items align held out: never trained on, but they chose the stopping step
-    ALL = "all"  # every item: for zero-shot aligners, or a look at the fit
-
-
-def retrieval(path: str | Path, split: Split | str = Split.VAL,
+def retrieval(path: str | Path, split: RetrievalSplit | str = RetrievalSplit.VAL,
               ks: tuple[int, ...] = RECALL_KS) -> dict[str, dict[str, Any]]:
     """``{"text->image": {"recall@1": ..., "median_rank": ..., "gallery": ...}, ...}``."""
     import numpy as np
 
     aligner = Aligner.open(path)
-    split = parse_enum(Split, split, "split")
-    if split is Split.VAL:
+    split = parse_enum(RetrievalSplit, split, "split")
+    if split is RetrievalSplit.VAL:
         held_out = set(aligner.split()["val"])
         if not held_out:
             raise ConfigError(f"aligner {aligner.path} has no held-out items (--val-split 0)",
@@ -36,7 +31,7 @@ def retrieval(path: str | Path, split: Split | str = Split.VAL,
         rows = np.array([i for i, item_id in enumerate(aligner.ids) if item_id in held_out])
     else:
         rows = np.arange(len(aligner.ids))
-    from mmrec.align.retrieval import retrieval_metrics
+    from mmrec.alignment.retrieval import retrieval_metrics
 
     found = retrieval_metrics(aligner.all_projected(), rows, tuple(ks))
     if not found:

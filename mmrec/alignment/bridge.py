@@ -90,6 +90,6 @@ class ImageNetBridge:
 
     def __call__(self, unit: np.ndarray, norms: np.ndarray) -> np.ndarray:
         """Unit rows in the text encoder's space, one per image."""
-        from mmrec.index import unit_rows
+        from mmrec.vectors import unit_rows
 
         return unit_rows(self.raw(unit, norms))

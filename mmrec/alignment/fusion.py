@@ -12,15 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mmrec.align.config import Pivot
+from mmrec.enums import Pivot
 from mmrec.errors import ConfigError
-from mmrec.index import unit_rows
+from mmrec.vectors import unit_rows
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from mmrec.align.bridge import ImageNetBridge
-    from mmrec.align.heads import HeadSet
+    from mmrec.alignment.bridge import ImageNetBridge
+    from mmrec.alignment.heads import HeadSet
 
 
 def mix(head: np.ndarray, bridge: np.ndarray, weight: float) -> np.ndarray:

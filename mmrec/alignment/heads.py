@@ -13,8 +13,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.align.config import LOGIT_SCALE_INIT, LOGIT_SCALE_MAX, HeadKind, Pivot
+from mmrec.alignment.config import LOGIT_SCALE_INIT, LOGIT_SCALE_MAX
 from mmrec.atomic import save_safetensors
+from mmrec.enums import HeadKind, Pivot
 from mmrec.errors import StoreError
 
 if TYPE_CHECKING:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.align.aligner import Aligner
-from mmrec.align.config import Target, parse_enum
+from mmrec.alignment.aligner import Aligner
+from mmrec.enums import Target, parse_enum
 from mmrec.errors import ConfigError, InputError
 from mmrec.query import Hit, Query, pop_title
 
@@ -38,7 +38,7 @@ def query_vector(aligner: Aligner, query: Query) -> np.ndarray:
     """The unit query vector in the aligner's space: the mean of its parts, normalised."""
     import numpy as np
 
-    from mmrec.index import unit_rows
+    from mmrec.vectors import unit_rows
 
     for item_id in query.items:
         aligner.row(item_id)  # an unknown id fails before any model loads

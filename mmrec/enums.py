@@ -1,0 +1,99 @@
+"""The closed choices of mmrec, in one bottom module, and their one parser.
+
+Every option that takes one of a fixed set of values is an Enum here, so the CLI
+builds its choices from them and :func:`parse_enum` gives the same one-line error
+(listing the valid values) wherever a library caller passes a string.
+"""
+from __future__ import annotations
+
+import enum
+from typing import TypeVar
+
+from mmrec.errors import ConfigError
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+class _Choice(str, enum.Enum):
+    def __str__(self) -> str:
+        return self.value
+
+
+class Modality(_Choice):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+class Pivot(_Choice):
+    """The space every modality is projected into."""
+
+    TEXT = "text"  # the text encoder's own space: text vectors pass through unchanged
+    SHARED = "shared"  # a learned space of --dim dimensions, one head per modality
+
+
+class HeadKind(_Choice):
+    LINEAR = "linear"
+    MLP = "mlp"
+
+
+class Target(_Choice):
+    """Which item vectors a search runs over."""
+
+    FUSED = "fused"
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+
+
+class RetrievalSplit(_Choice):
+    """The items ``evaluate retrieval`` measures on."""
+
+    VAL = "val"  # the items align held out: never trained on, but they chose the stopping step
+    ALL = "all"  # every item: for zero-shot aligners, or a look at the fit
+
+
+class ModelKind(_Choice):
+    TWOTOWER = "twotower"
+    BPR = "bpr"
+    POP = "pop"
+    ITEMKNN = "itemknn"
+
+
+class SplitKind(_Choice):
+    TEMPORAL = "temporal"
+    RANDOM = "random"
+    COLD_ITEM = "cold-item"
+
+
+class IndexType(_Choice):
+    AUTO = "auto"
+    FLAT = "flat"
+    IVF = "ivf"
+
+
+class DeviceChoice(_Choice):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+    MPS = "mps"
+
+
+class Precision(_Choice):
+    AUTO = "auto"  # bf16 autocast on CUDA where supported, fp32 elsewhere
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class OnError(_Choice):
+    SKIP = "skip"
+    FAIL = "fail"
+
+
+def parse_enum(kind: type[E], value: object, option: str) -> E:
+    """``kind(value)``, or a ConfigError that names ``option`` and lists the valid values."""
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(str(v.value) for v in kind)
+        raise ConfigError(f"{option} must be one of {valid}, got {value!r}") from None
