@@ -32,8 +32,29 @@ class InputError(MMRecError):
     """One item's image, audio or text cannot be used."""
 
 
-class StoreError(MMRecError):
+class ArtifactError(MMRecError):
+    """An mmrec directory (or one of its files) is missing, corrupt, of another kind,
+    or from other encoders. Each kind of directory has its own subclass."""
+
+
+class StoreError(ArtifactError):
     """An embedding store is missing, corrupt, or from other encoders."""
+
+
+class AlignerError(ArtifactError):
+    """An aligner directory is missing, corrupt, or does not fit its store."""
+
+
+class ModelError(ArtifactError):
+    """A model directory is missing, corrupt, or does not fit its store."""
+
+
+class HeadsError(ArtifactError):
+    """A heads directory (shipped heads, ``--init``) or a heads file is unusable."""
+
+
+class IndexFileError(ArtifactError):
+    """A faiss index file of an aligner or model is missing or does not match its ids."""
 
 
 class DeviceError(MMRecError):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from mmrec.artifacts import read_json, read_part
 from mmrec.atomic import atomic_open, write_json
 from mmrec.enums import IndexType
-from mmrec.errors import ConfigError, StoreError
+from mmrec.errors import ConfigError, IndexFileError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -97,10 +97,10 @@ class VectorIndex:
 
         blob, meta = directory / f"{name}.faiss", directory / f"{name}.ids.json"
         if not blob.is_file() or not meta.is_file():
-            raise StoreError(f"{directory}: no index named {name!r}")
-        info = read_json(meta)
+            raise IndexFileError(f"{directory}: no index named {name!r}")
+        info = read_json(meta, IndexFileError)
         index = read_part(blob, lambda p: faiss.deserialize_index(
-            np.frombuffer(p.read_bytes(), dtype=np.uint8)))
+            np.frombuffer(p.read_bytes(), dtype=np.uint8)), IndexFileError)
         if index.ntotal != len(info["ids"]):
-            raise StoreError(f"{blob}: index holds {index.ntotal} vectors for {len(info['ids'])} ids")
+            raise IndexFileError(f"{blob}: index holds {index.ntotal} vectors for {len(info['ids'])} ids")
         return cls(info["ids"], index, IndexType(info["kind"]))

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.artifacts import read_json, read_part
-from mmrec.atomic import atomic_open, publish_dir, save_npy, save_npz, write_json
+from mmrec.artifacts import MANIFEST, Artifact, Kind, read_part, staging
+from mmrec.atomic import atomic_open, save_npy, save_npz, write_json
 from mmrec.enums import Modality
-from mmrec.errors import StoreError
+from mmrec.errors import ArtifactError, StoreError
 from mmrec.version import __version__
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 FORMAT = "mmrec-store"
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 JOURNAL = ".partial"
 LOCK = ".lock"
 
@@ -53,7 +52,7 @@ def write_items(path: Path, items: list[dict[str, Any]]) -> None:
             fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
-def read_items(path: Path) -> dict[str, dict[str, Any]]:
+def read_items(path: Path, error: type[ArtifactError] = StoreError) -> dict[str, dict[str, Any]]:
     """``{id: metadata}`` from a file written by :func:`write_items`."""
     def load(p: Path) -> dict[str, dict[str, Any]]:
         out = {}
@@ -63,7 +62,11 @@ def read_items(path: Path) -> dict[str, dict[str, Any]]:
                 out[record.pop("id")] = record
         return out
 
-    return read_part(path, load)
+    return read_part(path, load, error)
+
+
+def read_json(path: Path) -> Any:
+    return read_part(path, lambda p: json.loads(p.read_text(encoding="utf-8")), StoreError)
 
 
 class Store:
@@ -78,16 +81,8 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        path = Path(path)
-        if not path.is_dir():
-            raise StoreError(f"store not found: {path}", hint="create one with `mmrec encode`")
-        manifest = read_json(path / MANIFEST)
-        if manifest.get("format") != FORMAT:
-            raise StoreError(f"{path} is not an mmrec embedding store")
-        if manifest.get("format_version", 0) > FORMAT_VERSION:
-            raise StoreError(f"{path} was written by a newer mmrec "
-                             f"({manifest.get('mmrec_version')}); upgrade mmrec")
-        return cls(path, manifest)
+        artifact = Artifact.open(path, Kind.STORE)
+        return cls(artifact.path, artifact.config)
 
     @staticmethod
     def exists(path: str | Path) -> bool:
@@ -121,15 +116,16 @@ class Store:
 
         m = self._check(modality).value
         matrix = read_part(self.data_dir / f"{m}.npy",
-                           lambda p: np.load(p, mmap_mode="r" if mmap else None))
-        mask = read_part(self.data_dir / f"{m}.mask.npy", np.load)
+                           lambda p: np.load(p, mmap_mode="r" if mmap else None), StoreError)
+        mask = read_part(self.data_dir / f"{m}.mask.npy", np.load, StoreError)
         return matrix, mask
 
     def norms(self, modality: Modality | str) -> np.ndarray:
         """``(items,)`` L2 norms of the raw vectors: ``matrix * norms[:, None]`` is raw."""
         import numpy as np
 
-        return read_part(self.data_dir / f"{self._check(modality).value}.norm.npy", np.load)
+        return read_part(self.data_dir / f"{self._check(modality).value}.norm.npy", np.load,
+                         StoreError)
 
     def vectors(self, modality: Modality | str) -> tuple[list[str], np.ndarray]:
         """Ids and unit-norm float32 rows of the items that have ``modality``."""
@@ -189,16 +185,9 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
                 hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
                 info: dict[str, Any], failures: dict[str, dict[str, list[str]]] | None = None) -> Store:
     """Publish a new generation atomically, then remove older generations and the journal."""
-    path.mkdir(parents=True, exist_ok=True)
     generation = f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
-    staging = path / f".{generation}.tmp"
-    staging.mkdir()
-    try:
-        _write_generation(staging, ids, columns, hashes, items, failures)
-        publish_dir(staging, path / generation)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with staging(path / generation) as tmp:
+        _write_generation(tmp, ids, columns, hashes, items, failures)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -213,7 +202,7 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
     for old in path.glob("data-*"):
         if old.name != generation:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in path.glob(".data-*.tmp"):
+    for stale in path.glob(".data-*.tmp"):  # staging left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(path / JOURNAL, ignore_errors=True)
     return Store(path, manifest)
@@ -255,8 +244,25 @@ class Journal:
 
 @contextlib.contextmanager
 def write_lock(path: Path) -> Iterator[None]:
-    """Hold the store's write lock: a second writer fails at once instead of interleaving."""
+    """Hold the store's write lock: a second writer fails at once instead of interleaving.
+
+    A run that fails before it wrote anything (no device, no model) takes back what it
+    made: the lock file, and the directory if it created it. Anything else, such as the
+    journal of chunks already encoded, stays so the next run resumes from it.
+    """
+    created, had_lock = not path.exists(), (path / LOCK).exists()
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        with _flock(path):
+            yield
+    except BaseException:
+        if not had_lock:
+            _take_back(path, created)
+        raise
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; one writer at a time is on the user
@@ -274,6 +280,15 @@ def write_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _take_back(path: Path, created: bool) -> None:
+    if {p.name for p in path.iterdir()} - {LOCK}:
+        return  # a journal or a published store: a later run resumes from it
+    (path / LOCK).unlink(missing_ok=True)
+    if created:
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+
 def is_reusable_dir(path: Path) -> bool:
     """An --out that is absent, empty, a store, or a store's unfinished first run."""
     if not path.exists():
@@ -282,3 +297,35 @@ def is_reusable_dir(path: Path) -> bool:
         return p.name in (LOCK, JOURNAL) or p.name.startswith(("data-", ".data-"))
 
     return path.is_dir() and (Store.exists(path) or all(own(p) for p in path.iterdir()))
+
+
+def check_store(config: dict[str, Any], store: Any, what: str = "this directory") -> None:
+    """Refuse a store whose encoders or dimensions differ from the ones ``config`` was built on."""
+    want = config["store"]["encoders"]
+    have = store.encoders()
+    for modality, spec in want.items():
+        got = have.get(modality)
+        if got is None:
+            raise StoreError(f"store {store.path} has no {modality} vectors, which {what} was built on")
+        if got["encoder"] != spec["encoder"] or int(got["dim"]) != int(spec["dim"]):
+            raise StoreError(
+                f"store {store.path} was encoded with {got['encoder']} ({got['dim']}-d) for "
+                f"{modality}, but {what} was built on {spec['encoder']} ({spec['dim']}-d)",
+                hint="use the store it was built from, or rebuild it on this store",
+            )
+
+
+def open_store(config: dict[str, Any], store_path: str | Path | None = None,
+               what: str = "this directory"):
+    """The store ``config`` was built from (or ``store_path``), checked for compatibility.
+
+    A recorded store that is gone is named as ``what``'s reference (the directory may
+    have been moved without it), with ``--store`` as the way out.
+    """
+    path = Path(store_path or config["store"]["path"])
+    if store_path is None and not path.is_dir():
+        raise StoreError(f"{what} refers to the store {path}, which is not there "
+                         "(moved or deleted?)", hint="give the store with --store")
+    store = Store.open(path)
+    check_store(config, store, what)
+    return store

@@ -243,7 +243,7 @@ def test_unreadable_image_query(aligner, tmp_path):
     (["--steps", "5", "--epochs", "1"], "give --steps or --epochs, not both"),
     (["--from-scratch", "--init", "x"], "--from-scratch and --init exclude each other"),
     (["--modalities", "text,smell"], "--modalities must be one of text, image, audio"),
-    (["--init", "nowhere"], "not an aligner or heads directory"),
+    (["--init", "nowhere"], "--init aligner or heads directory not found: nowhere"),
 ])
 def test_bad_align_options_fail_in_one_line(store, tmp_path, args, message):
     assert message in run_fails("align", store, "--out", tmp_path / "a", *args)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mmrec.enums import IndexType
-from mmrec.errors import ConfigError, StoreError
+from mmrec.errors import ConfigError, IndexFileError
 from mmrec.index import VectorIndex
 
 
@@ -48,5 +48,5 @@ def test_bad_inputs():
 
 
 def test_load_missing(tmp_path):
-    with pytest.raises(StoreError, match="no index named"):
+    with pytest.raises(IndexFileError, match="no index named"):
         VectorIndex.load(tmp_path)

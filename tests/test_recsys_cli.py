@@ -313,7 +313,7 @@ def test_model_from_another_store_is_refused(world, models, tmp_path):
 
 
 def test_evaluate_a_store_is_refused(world):
-    one_line_error(invoke("evaluate", world.store), "not an mmrec aligner or model")
+    one_line_error(invoke("evaluate", world.store), "is a store, not an aligner or a model")
 
 
 def test_bad_option_values(world, tmp_path):

@@ -64,7 +64,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
 
 def test_interrupt_mid_publish_keeps_the_old_store(tmp_path, monkeypatch, media, rows):
     """If writing a new generation fails, readers still see the previous complete one."""
-    import mmrec.store as store_module
+    import mmrec.artifacts
     from mmrec.encoding import encode
 
     catalog = make_catalog(media, rows)
@@ -76,7 +76,7 @@ def test_interrupt_mid_publish_keeps_the_old_store(tmp_path, monkeypatch, media,
         raise KeyboardInterrupt
 
     rows[0]["title"] = "changed"
-    monkeypatch.setattr(store_module, "publish_dir", boom)
+    monkeypatch.setattr(mmrec.artifacts, "publish_dir", boom)
     try:
         encode(make_catalog(media, rows), tmp_path / "s", encoders=encoders)
     except KeyboardInterrupt:
@@ -84,6 +84,7 @@ def test_interrupt_mid_publish_keeps_the_old_store(tmp_path, monkeypatch, media,
     after = Store.open(tmp_path / "s")
     _same(before, after)
     assert (tmp_path / "s" / ".partial").is_dir()  # the changed item waits in the journal
+    assert not list((tmp_path / "s").glob(".data-*"))  # the failed staging is gone
 
 
 def test_damaged_journal_chunk_and_interrupted_first_publish_resume(tmp_path, media, rows):

@@ -44,7 +44,7 @@ def test_refusals(tmp_path, store):
     with pytest.raises(StoreError, match="manifest.json is missing"):
         Store.open(tmp_path / "empty")
     manifest = json.loads((store.path / "manifest.json").read_text())
-    for change, message in [({"format": "other"}, "not an mmrec embedding store"),
+    for change, message in [({"format": "other"}, "is not an mmrec store"),
                             ({"format_version": 99}, "newer mmrec")]:
         (store.path / "manifest.json").write_text(json.dumps({**manifest, **change}))
         with pytest.raises(StoreError, match=message):

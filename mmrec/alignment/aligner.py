@@ -15,21 +15,21 @@ Layout::
     index.faiss          faiss index over the fused vectors (+ index.ids.json)
     index-<m>.faiss      faiss index over one modality's projected vectors
 
-Everything is written into a staging directory and moved into place at the end.
+Written through :meth:`mmrec.artifacts.Artifact.create`: staged in a hidden sibling and
+published in one step. The directory needs nothing else: it can be moved, and its
+store deleted, and still be searched and evaluated.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrec.artifacts import Kind, read_config, read_json, read_part, write_config
-from mmrec.atomic import publish_dir, save_npy, write_json
+from mmrec.artifacts import Artifact, Kind, read_json, read_part, write_config
+from mmrec.atomic import save_npy, write_json
 from mmrec.enums import Target
-from mmrec.errors import ConfigError
+from mmrec.errors import AlignerError, ConfigError
 from mmrec.store import read_items, write_items
 
 if TYPE_CHECKING:
@@ -63,11 +63,8 @@ def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
     from mmrec.alignment.heads import save_heads
     from mmrec.index import VectorIndex
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "vectors").mkdir(parents=True)
-    try:
+    with Artifact.create(out, Kind.ALIGNER) as staging:
+        (staging / "vectors").mkdir()
         write_config(staging, Kind.ALIGNER, config, store, extra={"aligner": contents.info})
         write_json(staging / "manifest.json", store.manifest)
         write_json(staging / "split.json", contents.split)
@@ -82,10 +79,6 @@ def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
                 staging, index_name(modality))
         save_npy(staging / "vectors" / "fused.npy", contents.fused)
         VectorIndex.build(contents.ids, contents.fused).save(staging, index_name(Target.FUSED))
-        publish_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 class Aligner:
@@ -99,8 +92,8 @@ class Aligner:
 
     @classmethod
     def open(cls, path: str | Path) -> Aligner:
-        path = Path(path)
-        return cls(path, read_config(path, Kind.ALIGNER))
+        artifact = Artifact.open(path, Kind.ALIGNER)
+        return cls(artifact.path, artifact.config)
 
     @property
     def encoders(self) -> dict[str, dict[str, Any]]:
@@ -108,7 +101,7 @@ class Aligner:
 
     @cached_property
     def ids(self) -> list[str]:
-        return read_json(self.path / "ids.json")
+        return read_json(self.path / "ids.json", AlignerError)
 
     @cached_property
     def rows(self) -> dict[str, int]:
@@ -132,8 +125,8 @@ class Aligner:
         if modality not in self._projected:
             base = self.path / "vectors" / modality
             self._projected[modality] = (
-                read_part(Path(f"{base}.npy"), lambda p: np.load(p, mmap_mode="r")),
-                read_part(Path(f"{base}.mask.npy"), np.load))
+                read_part(Path(f"{base}.npy"), lambda p: np.load(p, mmap_mode="r"), AlignerError),
+                read_part(Path(f"{base}.mask.npy"), np.load, AlignerError))
         return self._projected[modality]
 
     def all_projected(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -142,7 +135,8 @@ class Aligner:
     def fused(self) -> np.ndarray:
         import numpy as np
 
-        return read_part(self.path / "vectors" / "fused.npy", lambda p: np.load(p, mmap_mode="r"))
+        return read_part(self.path / "vectors" / "fused.npy", lambda p: np.load(p, mmap_mode="r"),
+                         AlignerError)
 
     def index(self, target: Target) -> VectorIndex:
         from mmrec.index import VectorIndex
@@ -152,11 +146,11 @@ class Aligner:
         return VectorIndex.load(self.path, index_name(target))
 
     def split(self) -> dict[str, Any]:
-        return read_json(self.path / "split.json")
+        return read_json(self.path / "split.json", AlignerError)
 
     @cached_property
     def items(self) -> dict[str, dict[str, Any]]:
-        return read_items(self.path / "items.jsonl")
+        return read_items(self.path / "items.jsonl", AlignerError)
 
     def projector(self, with_bridge: bool = True, device: Any = None) -> Projector:
         """Heads (and the bridge, unless not needed) to project new queries like the items."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mmrec.alignment.config import LOGIT_SCALE_INIT, LOGIT_SCALE_MAX
 from mmrec.atomic import save_safetensors
 from mmrec.enums import HeadKind, Pivot
-from mmrec.errors import StoreError
+from mmrec.errors import HeadsError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,7 +121,7 @@ def load_heads(directory: Path, device: Any = None) -> HeadSet:
 
     path = Path(directory) / HEADS_FILE
     if not path.is_file():
-        raise StoreError(f"{directory}: no {HEADS_FILE}")
+        raise HeadsError(f"{directory}: no {HEADS_FILE}")
     try:
         with safe_open(str(path), framework="pt") as fh:
             arch = json.loads((fh.metadata() or {}).get("architecture", "null") or "null")
@@ -131,5 +131,5 @@ def load_heads(directory: Path, device: Any = None) -> HeadSet:
         heads.net.load_state_dict(load_file(str(path)), strict=True)
     except (OSError, RuntimeError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StoreError(f"{path}: unreadable heads ({first})") from exc
+        raise HeadsError(f"{path}: unreadable heads ({first})") from exc
     return heads.to(device) if device is not None else heads

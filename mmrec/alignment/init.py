@@ -9,22 +9,21 @@ the shipped default that does not fit is skipped with a note.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrec.alignment.config import AlignConfig
-from mmrec.artifacts import check_store
+from mmrec.artifacts import Artifact, Kind
 from mmrec.enums import Pivot
-from mmrec.errors import ConfigError, StoreError
+from mmrec.errors import ArtifactError, ConfigError, HeadsError
+from mmrec.store import check_store
 
 if TYPE_CHECKING:
     from mmrec.alignment.heads import HeadSet
     from mmrec.store import Store
 
 SHIPPED = "heads"  # under assets/
-FORMATS = ("mmrec-aligner", "mmrec-heads")
 
 
 @dataclass
@@ -35,16 +34,15 @@ class InitSource:
 
     @classmethod
     def read(cls, path: str | Path, label: str | None = None) -> InitSource:
-        path = Path(path)
+        from mmrec.alignment.heads import HEADS_FILE
+
         try:
-            config = json.loads((path / "config.json").read_text())
-        except FileNotFoundError:
-            raise StoreError(f"--init {path}: not an aligner or heads directory (no config.json)") from None
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{path / 'config.json'}: corrupt JSON ({exc.msg})") from exc
-        if config.get("format") not in FORMATS or not (path / "heads.safetensors").is_file():
-            raise StoreError(f"--init {path}: not an mmrec aligner or heads directory")
-        return cls(path, config, label or str(path))
+            artifact = Artifact.open(path, Kind.ALIGNER, Kind.HEADS)
+        except ArtifactError as exc:
+            raise HeadsError(f"--init {exc}", hint=exc.hint) from None
+        if not (artifact.path / HEADS_FILE).is_file():
+            raise HeadsError(f"--init {path}: no {HEADS_FILE}", hint="rebuild it with mmrec align")
+        return cls(artifact.path, artifact.config, label or str(path))
 
     @property
     def bridge_weight(self) -> float | None:
@@ -61,9 +59,9 @@ class InitSource:
         have = store.encoders()
         common = {m: s for m, s in want.items() if m in have}
         if Pivot(config.pivot) is Pivot.TEXT and "text" not in common:
-            raise StoreError(f"the heads in {self.label} map into a text space the store lacks")
+            raise HeadsError(f"the heads in {self.label} map into a text space the store lacks")
         if not any(m != "text" or config.pivot is Pivot.SHARED for m in common):
-            raise StoreError(f"the heads in {self.label} have no modality this store has")
+            raise HeadsError(f"the heads in {self.label} have no modality this store has")
         check_store({"store": {"encoders": common}}, store, what=f"the heads in {self.label}")
         arch = self.config.get("aligner", {}).get("architecture", {})
         for key, value in (("pivot", Pivot(config.pivot).value), ("kind", config.head.value),
@@ -113,7 +111,7 @@ def resolve(config: AlignConfig, store: Store, dim: int,
     source = InitSource.read(path, label="shipped")
     try:
         source.check(store, config, dim)
-    except (StoreError, ConfigError) as exc:
+    except (ArtifactError, ConfigError) as exc:
         log(f"shipped heads not used ({exc}): starting from scratch")
         return None
     return source

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.artifacts import Kind, check_store, open_store, read_config
+from mmrec.artifacts import Kind, read_config
 from mmrec.catalog import Interactions
 from mmrec.errors import CatalogError, StoreError
 from mmrec.recsys.scoring import History
 from mmrec.recsys.splits import TEST, TRAIN, VALID, Split
-from mmrec.store import Store
+from mmrec.store import Store, check_store, open_store
 
 FUSED = "fused"
 PART_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}

@@ -15,13 +15,12 @@ Layout::
     index.faiss           faiss index over the item vectors (inner product), with
     index.ids.json        the item id of each of its rows
 
-The directory is staged next to its final place and renamed in one step, so a
-reader never sees half a model.
+The directory is written through :meth:`mmrec.artifacts.Artifact.create` (staged in
+a hidden sibling, renamed into place in one step), so a reader never sees half a
+model, and it follows the umask like every other mmrec directory.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.artifacts import Kind, check_out, open_store, read_config, read_json, write_config
-from mmrec.atomic import publish_dir, write_json
-from mmrec.errors import StoreError
+from mmrec.artifacts import Artifact, Kind, read_json, write_config
+from mmrec.atomic import write_json
+from mmrec.errors import ModelError
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Scorer
 from mmrec.recsys.splits import load_split, save_split
-from mmrec.store import Store
+from mmrec.store import Store, open_store
 
 ITEMS, USERS, SPLIT = "items.json", "users.json", "interactions.npz"
 
@@ -75,36 +74,28 @@ def save_model(out: Path, config: Any, store: Store, scorer: Scorer, data: Data,
     """Write every file into a staging directory, then publish it as ``out``."""
     from mmrec.index import VectorIndex
 
-    out = Path(out)
-    check_out(out, Kind.MODEL)  # again: the directory may have changed while training ran
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with Artifact.create(out, Kind.MODEL) as staging:
         write_json(staging / ITEMS, data.item_ids)
         write_json(staging / USERS, data.user_ids)
         save_split(staging / SPLIT, data.split, data.users, data.items, data.times)
         scorer.save(staging)
         VectorIndex.build(data.item_ids, scorer.items).save(staging)
         write_config(staging, Kind.MODEL, config, store, extra)
-        publish_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _ids(path: Path) -> list[str]:
-    return read_json(path)
+    return read_json(path, ModelError)
 
 
 def load_model(path: str | Path) -> Model:
     """Open a model directory (config, scorer, interactions and split)."""
-    path = Path(path)
-    config = read_config(path, Kind.MODEL)
+    artifact = Artifact.open(path, Kind.MODEL)
+    path, config = artifact.path, artifact.config
     items, users = _ids(path / ITEMS), _ids(path / USERS)
     split, user_rows, item_rows, times = load_split(path / SPLIT)
     scorer = Scorer.load(path)
     if scorer.items.shape[0] != len(items) or (scorer.users is not None
                                                and scorer.users.shape[0] != len(users)):
-        raise StoreError(f"{path}: weights and ids disagree: the model directory is corrupt")
+        raise ModelError(f"{path}: weights and ids disagree: the model directory is corrupt")
     data = Data(items, users, user_rows.astype(np.int64), item_rows.astype(np.int64), times, split)
     return Model(path, config, scorer, data)
