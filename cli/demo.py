@@ -7,6 +7,7 @@ from typing import Any
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
+from mmrec.cli.recommend import describe_items
 from mmrec.enums import DeviceChoice
 
 
@@ -62,5 +63,5 @@ def render(result: dict[str, Any], items: int) -> None:
                   box=None)
     for hit in rec["results"]:
         table.add_row(hit.title or hit.id, f"{hit.score:.3f}",
-                      (hit.explanation or {}).get("history", ""))
+                      describe_items((hit.explanation or {}).get("history", [])))
     console.print(table)

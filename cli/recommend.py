@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -23,6 +24,7 @@ def recommend(
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="How many results."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Keep items the user already has."),
     explain: bool = typer.Option(False, "--explain", help="Say which history items and modalities drove each score."),
+    store: Path = typer.Option(None, help="A model's store, if it moved since training (only --explain's split by modality reads it)."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
@@ -32,7 +34,7 @@ def recommend(
     query = Query(text=text, image=image, audio=audio, items=list(item or []), user=user,
                   history=split_list(history) or [], modality=modality, k=k,
                   exclude_seen=not include_seen, explain=explain, device=device.value)
-    hits = mmrec.recommend(path, query)
+    hits = mmrec.recommend(path, query, store=store)
     if as_json:
         print_json({"results": [h.as_dict() for h in hits]})
     else:
@@ -44,8 +46,38 @@ def render(hits: list[Hit], explain: bool) -> None:
 
     table = Table("#", "id", "title", "score", "matched", *(["why"] if explain else []), box=None)
     for rank, hit in enumerate(hits, start=1):
-        why = []
-        if explain and hit.explanation:
-            why = ["; ".join(f"{k}: {v}" for k, v in hit.explanation.items())]
+        why = [describe(hit.explanation)] if explain else []
         table.add_row(str(rank), hit.id, hit.title or "", f"{hit.score:.3f}", hit.matched or "", *why)
     stdout().print(table)
+
+
+LABELS = {"history": "history", "similar": "similar to", "user": "user",
+          "popularity": "popularity", "modalities": "modalities", "note": "note"}
+
+
+def describe(explanation: dict[str, Any] | None) -> str:
+    """An explanation (numbers, see mmrec.recsys.recommend) as one line of text."""
+    parts = []
+    for key, value in (explanation or {}).items():
+        if value is None:
+            continue  # e.g. no user part for a user the model never saw
+        parts.append(f"{LABELS.get(key, key)}: {_value(key, value)}")
+    return "; ".join(parts)
+
+
+def describe_items(entries: list[dict[str, Any]]) -> str:
+    """``Title (id) +0.082, ...`` for an explanation's history (or similar) items."""
+    return ", ".join(f"{h['title'] or h['item']} ({h['item']}) "
+                     f"{h.get('contribution', h.get('similarity', 0.0)):+.3f}" for h in entries)
+
+
+def _value(key: str, value: Any) -> str:
+    if key in ("history", "similar"):
+        return describe_items(value)
+    if key == "modalities":
+        return ", ".join(f"{m} {v:+.3f}" for m, v in value.items()) or "none"
+    if key == "popularity":
+        return f"{value} training interactions"
+    if key == "user":
+        return f"{value:+.3f}"
+    return str(value)  # an aligner's per-modality scores, a note

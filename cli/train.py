@@ -1,4 +1,4 @@
-"""``mmrec train --store STORE | --aligner ALIGNER --interactions FILE --out MODEL``."""
+"""``mmrec train [--store STORE] [--aligner ALIGNER] --interactions FILE --out MODEL``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,9 +15,9 @@ def train(
     interactions: Path = typer.Option(..., "--interactions", "-i",
                                       help="user,item[,rating][,timestamp] as .csv/.tsv/.jsonl, or a RecBole .inter file."),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
-    store: Path = typer.Option(None, help="Store whose modalities (concatenated) are the item content."),
+    store: Path = typer.Option(None, help="Store whose modalities (concatenated) are the item content; with --aligner, where the aligner's store now lives."),
     aligner: Path = typer.Option(None, help="Aligner whose fused vectors are the item content."),
-    model: ModelKind = typer.Option(ModelKind.TWOTOWER, help="twotower, or a baseline: bpr, pop, itemknn."),
+    model: ModelKind = typer.Option(ModelKind.TWOTOWER, help="twotower, or a baseline: bpr, pop (needs no store), itemknn."),
     split: SplitKind = typer.Option(SplitKind.TEMPORAL, help="temporal (per user by time), random, or cold-item."),
     epochs: int = typer.Option(None, min=1, help="Most epochs (early stopping on valid NDCG@20)."),
     batch_size: int = typer.Option(None, min=2, help="Training pairs per step."),

@@ -32,15 +32,22 @@ def train(interactions: Any, out: Any, **options: Any) -> TrainReport:
     return _train(interactions=interactions, out=out, **options)
 
 
-def recommend(path: Any, query: Query) -> list[Hit]:
-    """Top-k for ``query`` from an aligner (search) or a trained model (recommendation)."""
+def recommend(path: Any, query: Query, store: Any = None) -> list[Hit]:
+    """Top-k for ``query`` from an aligner (search) or a trained model (recommendation);
+    ``store``: where a model's store is now, if it moved (only ``explain`` reads it)."""
     from mmrec.artifacts import Kind, kind_of
 
     if kind_of(path) is Kind.ALIGNER:
-        from mmrec.alignment.search import recommend as run
-    else:
-        from mmrec.recsys.recommend import recommend as run
-    return run(path, query)
+        from mmrec.alignment.search import recommend as search
+
+        if store is not None:
+            from mmrec.errors import ConfigError
+
+            raise ConfigError("--store applies to a model directory, not an aligner")
+        return search(path, query)
+    from mmrec.recsys.recommend import recommend as run
+
+    return run(path, query, store)
 
 
 def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:

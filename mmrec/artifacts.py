@@ -192,14 +192,16 @@ def staging(final: Path) -> Iterator[Path]:
 
 def write_config(directory: Path, kind: Kind, config: Any, store: Any,
                  extra: dict[str, Any] | None = None) -> None:
-    """Write ``config.json``; ``config`` is a dataclass or dict, ``store`` a Store."""
+    """Write ``config.json``; ``config`` is a dataclass or dict, ``store`` a Store or None."""
     resolved = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     write_json(directory / CONFIG, {
         "format": f"mmrec-{Kind(kind).value}",
         "format_version": FORMAT_VERSION,
         "mmrec_version": __version__,
         "config": resolved,
-        "store": {"path": str(Path(store.path).resolve()), "encoders": store.encoders()},
+        # None: a model trained on interactions alone (popularity) has no store
+        "store": None if store is None else {"path": str(Path(store.path).resolve()),
+                                             "encoders": store.encoders()},
         **(extra or {}),
     })
 

@@ -145,17 +145,34 @@ def test_history_is_the_user_tower_input(models):
 
 
 def test_explain_names_history_items_and_modalities(models):
+    """--explain --json gives numbers: history items with their share of the score, the
+    user's own part, each modality's; the table renders the same as text."""
     path = models["twotower"][0]
     out = json.loads(ok(invoke("recommend", path, "--user", "u3", "-k", "3", "--explain",
                                "--json")).stdout)
     why = out["results"][0]["explanation"]
-    assert why["history"].count("(i") >= 1 and why["modalities"].startswith("text ")
-    assert "user" in why
+    assert set(why) == {"history", "user", "modalities"}
+    assert len(why["history"]) == 3 and {h["item"] for h in why["history"]} <= _seen(path, "u3")
+    shares = [h["contribution"] for h in why["history"]]
+    assert shares == sorted(shares, reverse=True) and all(isinstance(v, float) for v in shares)
+    assert why["history"][0]["title"].startswith("Film ")
+    assert isinstance(why["user"], float) and list(why["modalities"]) == ["text"]
+    new_user = json.loads(ok(invoke("recommend", path, "--history", "i1,i5", "-k", "1",
+                                    "--explain", "--json")).stdout)["results"][0]["explanation"]
+    assert new_user["user"] is None  # no id vector for a user the model never saw
     table = ok(invoke("recommend", path, "--history", "i1,i5", "-k", "2", "--explain")).stdout
-    assert "history:" in table and "modalities: text" in table
+    assert "history: Film 1 (i1) +" in table or "history: Film 5 (i5) +" in table
+    assert "modalities: text " in table and "user:" not in table
     pop = json.loads(ok(invoke("recommend", models["pop"][0], "--user", "u3", "-k", "1",
-                               "--explain", "--json")).stdout)
-    assert "training interactions" in pop["results"][0]["explanation"]["popularity"]
+                               "--explain", "--json")).stdout)["results"][0]
+    counts = np.load(models["pop"][0] / "interactions.npz")
+    items = json.loads((models["pop"][0] / "items.json").read_text())
+    train_items = counts["item"][counts["part"] == 0]
+    assert pop["explanation"] == {"popularity": int((train_items == items.index(pop["id"])).sum())}
+    bpr = json.loads(ok(invoke("recommend", models["bpr"][0], "--history", "i1,i5", "-k", "1",
+                               "--explain", "--json")).stdout)["results"][0]["explanation"]
+    assert {h["item"] for h in bpr["similar"]} == {"i1", "i5"} and "history" not in bpr
+    assert all(-1.0 <= h["similarity"] <= 1.0 for h in bpr["similar"])
 
 
 def test_evaluate_table_and_plot(models, tmp_path):
@@ -175,8 +192,8 @@ def test_multimodal_explain_names_each_modality(tmp_path, media, rows):
     out = json.loads(ok(invoke("recommend", tmp_path / "m", "--history", "r1", "-k", "4",
                                "--explain", "--json")).stdout)
     by_id = {h["id"]: h["explanation"]["modalities"] for h in out["results"]}
-    assert by_id["g1"].split(", ")[0].startswith("text") and "image" in by_id["g1"]
-    assert "audio" in by_id["g1"] and "image" not in by_id["s1"]
+    assert list(by_id["g1"]) == ["text", "image", "audio"] and "image" not in by_id["s1"]
+    assert all(isinstance(v, float) for v in by_id["g1"].values())
 
 
 def test_cold_item_split_ranks_only_test_cold_items(world, tmp_path):
@@ -362,18 +379,35 @@ def test_recent_windows_hold_the_same_users_previous_items():
 def test_explained_parts_add_up_to_the_score(models):
     """twotower: user part + history parts + the tower's biases == the score, exactly."""
     from mmrec.recsys.model import load_model
-    from mmrec.recsys.scoring import History
+    from mmrec.recsys.scoring import History, TwoTowerScorer
 
     model = load_model(models["twotower"][0])
     s = model.scorer
+    assert isinstance(s, TwoTowerScorer)
     history = model.data.items[model.data.users == 3]
     query = s.user_vectors(np.array([3]), History.of([history]))[0]
-    raw = (s.users[3] + s.items[history].mean(0) @ s.history_weight + s.history_bias
-           + s.items[history[-s.recent:]].mean(0) @ s.recent_weight + s.recent_bias)
+    raw = (s.users[3] + s.history(s.items[history].mean(0))
+           + s.recent_term(s.items[history[-s.recent:]].mean(0)))
     for item in (0, 7, 21):
-        own, parts = s.history_parts(3, history, item)
-        bias = (s.history_bias + s.recent_bias) @ s.items[item] / np.linalg.norm(raw)
-        assert own + parts.sum() + bias == pytest.approx(float(query @ s.items[item]), abs=1e-5)
+        parts = s.explain(3, history, item)
+        bias = (s.history.bias + s.recent_term.bias) @ s.items[item] / np.linalg.norm(raw)
+        total = parts.user + parts.history.sum() + bias
+        assert total == pytest.approx(float(query @ s.items[item]), abs=1e-5)
+
+
+def test_one_scorer_class_per_model_round_trips(models):
+    """Each model loads back as its own class (the registry), with identical tensors."""
+    from mmrec.enums import ModelKind
+    from mmrec.recsys.model import load_model
+    from mmrec.recsys.scoring import SCORERS
+
+    assert set(SCORERS) == set(ModelKind)
+    for name, (path, _) in models.items():
+        scorer = load_model(path).scorer
+        assert type(scorer) is SCORERS[ModelKind(name)] and scorer.kind is ModelKind(name)
+        again = type(scorer).from_tensors(scorer.tensors(), scorer.metadata())
+        for key, value in scorer.tensors().items():
+            np.testing.assert_array_equal(again.tensors()[key], value)
 
 
 def test_trains_on_a_real_aligner(world, tmp_path):

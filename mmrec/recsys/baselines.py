@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmrec.enums import ModelKind
 from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
-from mmrec.recsys.scoring import Scorer
+from mmrec.recsys.scoring import BPRScorer, ItemKNNScorer, PopScorer
 from mmrec.recsys.splits import TRAIN
 from mmrec.vectors import unit_rows
 
@@ -17,16 +16,15 @@ if TYPE_CHECKING:
     import torch
 
 
-def most_popular(data: Data) -> Scorer:
+def most_popular(data: Data) -> PopScorer:
     """Every user gets the items with the most training interactions."""
-    counts = data.train_counts().astype(np.float32)
-    return Scorer(ModelKind.POP, counts[:, None], counts=counts)
+    return PopScorer.of_counts(data.train_counts())
 
 
-def item_knn(data: Data, content: np.ndarray) -> Scorer:
+def item_knn(data: Data, content: np.ndarray) -> ItemKNNScorer:
     """Each item scores its summed content cosine to the user's history (no training)."""
-    return Scorer(ModelKind.ITEMKNN, unit_rows(np.asarray(content, dtype=np.float32)),
-                  counts=data.train_counts().astype(np.float32))
+    return ItemKNNScorer(unit_rows(np.asarray(content, dtype=np.float32)),
+                         data.train_counts().astype(np.float32))
 
 
 class BPRTrainer:
@@ -81,9 +79,9 @@ class BPRTrainer:
             total += loss.item()
         return total / steps
 
-    def export(self) -> Scorer:
+    def export(self) -> BPRScorer:
         def arr(weight) -> np.ndarray:
             return weight.detach().float().cpu().numpy().copy()
 
-        return Scorer(ModelKind.BPR, arr(self.item.weight), users=arr(self.user.weight),
-                      counts=self.data.train_counts().astype(np.float32))
+        return BPRScorer(arr(self.item.weight), self.data.train_counts().astype(np.float32),
+                         arr(self.user.weight))

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.enums import ModelKind
 from mmrec.errors import ConfigError, InputError
 from mmrec.query import Hit, Query, pop_title
 from mmrec.recsys.data import Content, model_content
 from mmrec.recsys.model import Model, load_model
-from mmrec.recsys.scoring import History
+from mmrec.recsys.scoring import History, Parts
+from mmrec.store import Store
 
 TOP_REASONS = 3  # history items named per explained hit
 
@@ -68,20 +68,24 @@ def _query_vector(model: Model, query: Query, user: int, history: np.ndarray) ->
     return scorer.user_vectors(np.array([user]), History.of([history]))
 
 
-def recommend(path: str | Path, query: Query) -> list[Hit]:
-    """The top ``query.k`` items of the model at ``path`` for ``query``."""
+def recommend(path: str | Path, query: Query, store: str | Path | None = None) -> list[Hit]:
+    """The top ``query.k`` items of the model at ``path`` for ``query``.
+
+    ``store``: where the model's store is now, if it moved; only ``--explain``'s split
+    by modality reads it, and without it the rest of the explanation is still given.
+    """
     from mmrec.index import VectorIndex
 
     _check(query)
     model = load_model(path)
-    store = model.store()
+    opened = model.store(store)
     user, history = _anchor(model, query)
     vector = _query_vector(model, query, user, history)
     seen = [model.data.item_ids[h] for h in history] if query.exclude_seen or query.items else []
     found = VectorIndex.load(Path(path)).search(vector, query.k, exclude=[seen])[0]
-    metadata = store.items()
+    metadata = model.metadata()
     rows = np.array([model.item_row(i) for i, _ in found], dtype=np.int64)
-    why = _explanations(model, store, vector[0], user, history, rows, metadata) if query.explain else {}
+    why = _explanations(model, opened, vector[0], user, history, rows, metadata) if query.explain else {}
     hits = []
     for (item_id, score), row in zip(found, rows, strict=True):
         meta = dict(metadata.get(item_id, {}))
@@ -90,52 +94,71 @@ def recommend(path: str | Path, query: Query) -> list[Hit]:
     return hits
 
 
-def _explanations(model: Model, store: Any, vector: np.ndarray, user: int, history: np.ndarray,
-                  rows: np.ndarray, metadata: dict[str, dict[str, Any]]) -> dict[int, dict[str, str]]:
+NO_STORE = "the split by modality needs the model's store: pass --store STORE (it is not at {})"
+
+
+def _explanations(model: Model, store: Store | None, vector: np.ndarray, user: int,
+                  history: np.ndarray, rows: np.ndarray,
+                  metadata: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Per item row, its score split into numbers: ``history`` (the top history items,
+    each ``{item, title, contribution}``, or ``similar`` with a ``similarity`` for models
+    whose score has no history term), ``user``, ``popularity`` and ``modalities``
+    (``{modality: score lost without it}``), each key where it applies."""
     scorer = model.scorer
-    content = None
-    if scorer.kind in (ModelKind.TWOTOWER, ModelKind.ITEMKNN) and len(rows):
-        content = model_content(model.config, store, [model.data.item_ids[r] for r in rows])
+    content, note = None, None
+    if scorer.uses_content and len(rows) and not _fused(model):
+        if store is None:
+            note = NO_STORE.format(model.config["store"]["path"])
+        else:
+            content = model_content(model.config, store, [model.data.item_ids[r] for r in rows])
     out = {}
     for n, row in enumerate(rows):
-        why: dict[str, str] = {}
-        if scorer.kind is ModelKind.POP:
-            why["popularity"] = f"{int(scorer.counts[row])} training interactions"
-        elif len(history):
-            why.update(_history_reason(model, user, history, int(row), metadata))
+        why = _score_parts(model, scorer.explain(user, history, int(row)), history, metadata)
         if content is not None:
-            why["modalities"] = _modality_reason(model, content, n, int(row), vector)
+            why["modalities"] = _modality_parts(model, content, n, int(row), vector)
+        if note:
+            why["note"] = note
         out[int(row)] = why
     return out
 
 
-def _history_reason(model: Model, user: int, history: np.ndarray, row: int,
-                    metadata: dict[str, dict[str, Any]]) -> dict[str, str]:
-    own, parts = model.scorer.history_parts(user, history, row)
-    best = np.argsort(-parts, kind="stable")[:TOP_REASONS]
-    names = []
-    for h in best:
-        item_id = model.data.item_ids[history[h]]
-        title = pop_title(dict(metadata.get(item_id, {}))) or item_id
-        names.append(f"{title} ({item_id}) {parts[h]:+.3f}")
-    label = "similar to" if model.scorer.kind is ModelKind.BPR else "history"
-    why = {label: ", ".join(names)}
-    if model.scorer.kind is ModelKind.TWOTOWER and user >= 0:
-        why["user"] = f"{own:+.3f}"
+def _fused(model: Model) -> bool:
+    """Trained on an aligner's fused vectors: no modality to take away."""
+    return bool(model.config.get("content", {}).get("aligner"))
+
+
+def _score_parts(model: Model, parts: Parts, history: np.ndarray,
+                 metadata: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    why: dict[str, Any] = {}
+    if parts.popularity is not None:
+        why["popularity"] = parts.popularity
+    if parts.history is not None and len(history):
+        field = "similarity" if parts.similar else "contribution"
+        best = np.argsort(-parts.history, kind="stable")[:TOP_REASONS]
+        why["similar" if parts.similar else "history"] = [
+            {**_named(model.data.item_ids[history[h]], metadata),
+             field: round(float(parts.history[h]), 6)} for h in best]
+    if parts.has_user:
+        why["user"] = None if parts.user is None else round(parts.user, 6)
     return why
 
 
-def _modality_reason(model: Model, content: Content, n: int, row: int, vector: np.ndarray) -> str:
+def _named(item_id: str, metadata: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {"item": item_id, "title": pop_title(dict(metadata.get(item_id, {})))}
+
+
+def _modality_parts(model: Model, content: Content, n: int, row: int,
+                    vector: np.ndarray) -> dict[str, float]:
     """Score lost when each modality is removed from the item's content."""
     scorer = model.scorer
     base_row = content.matrix[n : n + 1]
     base = float(scorer.content_vectors(base_row, np.array([row]))[0] @ vector)
-    parts = []
+    parts = {}
     for modality, (start, stop) in content.blocks.items():
         if not base_row[0, start:stop].any():
             continue  # the item has no such modality
         without = base_row.copy()
         without[0, start:stop] = 0.0
         lost = base - float(scorer.content_vectors(without, np.array([row]))[0] @ vector)
-        parts.append(f"{modality} {lost:+.3f}")
-    return ", ".join(parts) or "none"
+        parts[modality] = round(lost, 6)
+    return parts

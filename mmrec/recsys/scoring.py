@@ -1,26 +1,30 @@
-"""A trained model at inference time: item vectors plus a user tower, in numpy.
+"""Trained models at inference time: item vectors plus a user side, in numpy.
 
 Every model mmrec trains scores by an inner product, ``score(u, i) = user(u) . item(i)``,
 so one faiss index over the item vectors serves recommendations and one matrix
-product full-ranks all items for evaluation. What differs is the user side:
+product full-ranks all items for evaluation. What differs is the user side, one
+class per model behind the :class:`Scorer` protocol:
 
-- ``twotower``: ``normalise(user_id[u] + mean(item[h] for h in history) @ W + b
-  + mean(item[h] for h in the last R of the history) @ W_r + b_r)``, the history in
+- :class:`TwoTowerScorer`: ``normalise(user_id[u] + mean(item[h] for h in history) @ W
+  + b + mean(item[h] for h in the last R of the history) @ W_r + b_r)``, the history in
   time order (oldest first); an unseen user has no id vector and is served by the
   history alone;
-- ``bpr``: a known user's own vector; an unseen user is folded in as the mean of the
-  history's item vectors (the best the model can do without retraining);
-- ``itemknn``: the sum of the history's unit-norm content vectors, i.e. each item
-  scores its summed cosine to the history;
-- ``pop``: a constant, so items rank by their training popularity.
+- :class:`BPRScorer`: a known user's own vector; an unseen user is folded in as the
+  mean of the history's item vectors (the best the model can do without retraining);
+- :class:`ItemKNNScorer`: the sum of the history's unit-norm content vectors, i.e.
+  each item scores its summed cosine to the history;
+- :class:`PopScorer`: a constant, so items rank by their training popularity.
 
 ``twotower`` and ``itemknn`` also keep how an item's vector is made from its content,
 so ``--explain`` can measure each modality's share of a score by removing it.
+On disk (``weights.safetensors``) the tensors of every model share one namespace and
+the metadata names the model; :data:`SCORERS` maps that name back to its class.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -83,64 +87,179 @@ def aggregate(vectors: np.ndarray, history: History, mean: bool) -> np.ndarray:
 
 
 @dataclass
-class Scorer:
-    kind: ModelKind
-    items: np.ndarray  # (items, d) the index's vectors
-    users: np.ndarray | None = None  # (users, d) id vectors of the training users
-    history_weight: np.ndarray | None = None  # (d, d), twotower
-    history_bias: np.ndarray | None = None
-    item_id: np.ndarray | None = None  # twotower: id vectors, zero for items never trained on
-    adapter: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    counts: np.ndarray | None = None  # training interactions per item
-    recent_weight: np.ndarray | None = None  # (d, d), twotower: the recent-items term
-    recent_bias: np.ndarray | None = None
-    recent: int = 0  # how many of the latest history items the recent term averages
+class Parts:
+    """How one score splits, as numbers (see ``Scorer.explain``).
+
+    ``history``: one number per history item, in history order; ``similar`` says they
+    are cosine similarities rather than shares of the score. ``user``: the user's own
+    vector's share (None for a user the model never saw), only for models that have one.
+    """
+
+    history: np.ndarray | None = None
+    similar: bool = False
+    has_user: bool = False
+    user: float | None = None
+    popularity: int | None = None
+
+
+class Scorer(Protocol):
+    """What recommend, evaluate and save/load need of a trained model."""
+
+    kind: ClassVar[ModelKind]
+    uses_content: ClassVar[bool]  # item vectors are recomputable from store content
+    items: np.ndarray  # (items, d): the index's vectors
+    counts: np.ndarray  # (items,): training interactions per item
 
     def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
         """One query vector per user row (``-1`` for a user the model never saw)."""
-        users = np.asarray(users)
-        known = users >= 0
-        if self.kind is ModelKind.POP:
-            return np.ones((len(users), 1), dtype=np.float32)
-        if self.kind is ModelKind.ITEMKNN:
-            return aggregate(self.items, history, mean=False)
-        own = np.zeros((len(users), self.items.shape[1]), dtype=np.float32)
-        if self.users is not None:
-            own[known] = self.users[users[known]]
-        if self.kind is ModelKind.BPR:
-            folded = aggregate(self.items, history, mean=True)
-            return np.where(known[:, None], own, folded)
-        mixed = aggregate(self.items, history, mean=True) @ self.history_weight + self.history_bias
-        if self.recent:
-            latest = aggregate(self.items, history.last(self.recent), mean=True)
-            mixed += latest @ self.recent_weight + self.recent_bias
-        return unit_rows(own + mixed)
 
-    def history_parts(self, user: int, history: np.ndarray, item: int) -> tuple[float, np.ndarray]:
-        """How ``score(user, item)`` splits into the user's id part and one part per history item."""
-        v = self.items[item]
-        if self.kind is ModelKind.ITEMKNN:
-            return 0.0, self.items[history] @ v
-        if self.kind is ModelKind.BPR:  # no history term: say how alike the items are
-            return 0.0, unit_rows(self.items[history]) @ unit_rows(v)
-        if self.kind is ModelKind.POP:
-            return 0.0, np.zeros(len(history))
-        own = self.users[user] if user >= 0 and self.users is not None else 0.0 * v
-        vecs = self.items[history]
-        raw = own + vecs.mean(axis=0) @ self.history_weight + self.history_bias
-        per_item = (vecs @ self.history_weight @ v) / len(history)
-        if self.recent:
-            latest = vecs[-self.recent :]
-            raw = raw + latest.mean(axis=0) @ self.recent_weight + self.recent_bias
-            per_item[-len(latest) :] += (latest @ self.recent_weight @ v) / len(latest)
-        scale = np.linalg.norm(raw) or 1.0
-        return float(own @ v / scale), per_item / scale
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        """How ``score(user, item)`` splits between the user's own part and its history."""
 
     def content_vectors(self, content: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
         """Item vectors recomputed from ``content`` rows (None for models without content)."""
-        if self.kind is ModelKind.ITEMKNN:
-            return unit_rows(content)
-        if self.kind is not ModelKind.TWOTOWER or not self.adapter:
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """Every array to save, by its key in the weights file."""
+
+    def metadata(self) -> dict[str, str]:
+        """Scalars to save beside the tensors."""
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray], meta: dict[str, str]) -> Scorer:
+        """The scorer back from what ``tensors`` and ``metadata`` saved."""
+
+
+@dataclass
+class _Base:
+    """Item vectors and training counts, saved under their own names."""
+
+    kind: ClassVar[ModelKind]
+    uses_content: ClassVar[bool] = False
+    items: np.ndarray
+    counts: np.ndarray
+
+    def content_vectors(self, content: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"items": self.items, "counts": self.counts}
+
+    def metadata(self) -> dict[str, str]:
+        return {}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray], meta: dict[str, str]) -> Any:
+        return cls(t["items"], t["counts"])
+
+
+@dataclass
+class PopScorer(_Base):
+    kind: ClassVar[ModelKind] = ModelKind.POP
+
+    @classmethod
+    def of_counts(cls, counts: np.ndarray) -> PopScorer:
+        counts = np.asarray(counts, dtype=np.float32)
+        return cls(counts[:, None].copy(), counts)
+
+    def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
+        return np.ones((len(users), 1), dtype=np.float32)
+
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        return Parts(popularity=int(self.counts[item]))
+
+
+@dataclass
+class ItemKNNScorer(_Base):
+    kind: ClassVar[ModelKind] = ModelKind.ITEMKNN
+    uses_content: ClassVar[bool] = True
+
+    def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
+        return aggregate(self.items, history, mean=False)
+
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        return Parts(history=self.items[history] @ self.items[item])
+
+    def content_vectors(self, content: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        return unit_rows(content)
+
+
+@dataclass
+class BPRScorer(_Base):
+    users: np.ndarray  # (users, d)
+
+    kind: ClassVar[ModelKind] = ModelKind.BPR
+
+    def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
+        users = np.asarray(users)
+        known = users >= 0
+        own = np.zeros((len(users), self.items.shape[1]), dtype=np.float32)
+        own[known] = self.users[users[known]]
+        folded = aggregate(self.items, history, mean=True)
+        return np.where(known[:, None], own, folded)
+
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        # no history term in the score: say how alike the items are instead
+        return Parts(history=unit_rows(self.items[history]) @ unit_rows(self.items[item]),
+                     similar=True)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {**super().tensors(), "users": self.users}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray], meta: dict[str, str]) -> BPRScorer:
+        return cls(t["items"], t["counts"], t["users"])
+
+
+@dataclass
+class Linear:
+    """``x @ weight + bias``: a user-tower term over averaged history item vectors."""
+
+    weight: np.ndarray  # (d, d), already transposed from torch's layout
+    bias: np.ndarray
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.weight + self.bias
+
+
+@dataclass
+class TwoTowerScorer(_Base):
+    users: np.ndarray  # (users, d) id vectors of the training users
+    history: Linear
+    item_id: np.ndarray  # id vectors, zero for items never trained on
+    adapter: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    recent: int = 0  # how many of the latest history items the recent term averages
+    recent_term: Linear | None = None
+
+    kind: ClassVar[ModelKind] = ModelKind.TWOTOWER
+    uses_content: ClassVar[bool] = True
+
+    def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
+        users = np.asarray(users)
+        known = users >= 0
+        own = np.zeros((len(users), self.items.shape[1]), dtype=np.float32)
+        own[known] = self.users[users[known]]
+        mixed = self.history(aggregate(self.items, history, mean=True))
+        if self.recent:
+            mixed += self.recent_term(aggregate(self.items, history.last(self.recent), mean=True))
+        return unit_rows(own + mixed)
+
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        v = self.items[item]
+        own = self.users[user] if user >= 0 else np.zeros_like(v)
+        vecs = self.items[history]
+        raw = own + self.history(vecs.mean(axis=0))
+        per_item = (vecs @ self.history.weight @ v) / len(history)
+        if self.recent:
+            latest = vecs[-self.recent :]
+            raw = raw + self.recent_term(latest.mean(axis=0))
+            per_item[-len(latest) :] += (latest @ self.recent_term.weight @ v) / len(latest)
+        scale = float(np.linalg.norm(raw)) or 1.0
+        return Parts(history=per_item / scale, has_user=True,
+                     user=float(own @ v / scale) if user >= 0 else None)
+
+    def content_vectors(self, content: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        if not self.adapter:
             return None
         x = content
         for i, (weight, bias) in enumerate(self.adapter):
@@ -149,48 +268,55 @@ class Scorer:
                 x = np.maximum(x, 0.0)
         return unit_rows(x + self.item_id[rows])
 
-    # -- persistence -------------------------------------------------------------------
-
     def tensors(self) -> dict[str, np.ndarray]:
-        out = {"items": self.items}
-        optional = {"users": self.users, "history.weight": self.history_weight,
-                    "history.bias": self.history_bias, "item_id": self.item_id,
-                    "counts": self.counts, "recent.weight": self.recent_weight,
-                    "recent.bias": self.recent_bias}
-        out.update({k: v for k, v in optional.items() if v is not None})
+        out = {**super().tensors(), "users": self.users, "item_id": self.item_id,
+               "history.weight": self.history.weight, "history.bias": self.history.bias}
+        if self.recent_term is not None:
+            out["recent.weight"], out["recent.bias"] = self.recent_term.weight, self.recent_term.bias
         for i, (weight, bias) in enumerate(self.adapter):
             out[f"adapter.{i}.weight"], out[f"adapter.{i}.bias"] = weight, bias
-        # copies: safetensors refuses tensors that share memory (pop: items is counts)
-        return {k: np.array(v, dtype=np.float32) for k, v in out.items()}
+        return out
 
-    def save(self, directory: Path) -> None:
-        import torch
-
-        from mmrec.atomic import save_safetensors
-
-        save_safetensors(directory / WEIGHTS,
-                         {k: torch.from_numpy(v) for k, v in self.tensors().items()},
-                         metadata={"model": self.kind.value, "recent": str(self.recent)})
+    def metadata(self) -> dict[str, str]:
+        return {"recent": str(self.recent)}
 
     @classmethod
-    def load(cls, directory: Path) -> Scorer:
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        path = directory / WEIGHTS
-        if not path.is_file():
-            raise StoreError(f"{directory}: missing {WEIGHTS}: not a complete mmrec model")
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="numpy") as fh:
-                meta = fh.metadata() or {}
-            kind, recent = ModelKind(meta.get("model", "")), int(meta.get("recent", "0"))
-            t = load_file(str(path))
-        except (SafetensorError, ValueError, OSError) as exc:
-            raise StoreError(f"{path}: unreadable weights ({exc})") from exc
+    def from_tensors(cls, t: dict[str, np.ndarray], meta: dict[str, str]) -> TwoTowerScorer:
         n_layers = sum(1 for k in t if k.startswith("adapter.") and k.endswith(".weight"))
         adapter = [(t[f"adapter.{i}.weight"], t[f"adapter.{i}.bias"]) for i in range(n_layers)]
-        return cls(kind, t["items"], t.get("users"), t.get("history.weight"),
-                   t.get("history.bias"), t.get("item_id"), adapter, t.get("counts"),
-                   t.get("recent.weight"), t.get("recent.bias"), recent)
+        recent = Linear(t["recent.weight"], t["recent.bias"]) if "recent.weight" in t else None
+        return cls(t["items"], t["counts"], t["users"], Linear(t["history.weight"], t["history.bias"]),
+                   t["item_id"], adapter, int(meta.get("recent", "0")), recent)
+
+
+SCORERS: dict[ModelKind, type[Scorer]] = {
+    cls.kind: cls for cls in (TwoTowerScorer, BPRScorer, ItemKNNScorer, PopScorer)
+}
+
+
+def save_scorer(scorer: Scorer, directory: Path) -> None:
+    import torch
+
+    from mmrec.atomic import save_safetensors
+
+    # copies: safetensors refuses tensors that share memory (pop: items is counts)
+    tensors = {k: torch.from_numpy(np.array(v, dtype=np.float32)) for k, v in scorer.tensors().items()}
+    save_safetensors(directory / WEIGHTS, tensors,
+                     metadata={"model": scorer.kind.value, **scorer.metadata()})
+
+
+def load_scorer(directory: Path) -> Scorer:
+    """The scorer in ``directory``'s weights file, as the class its metadata names."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
+
+    path = directory / WEIGHTS
+    if not path.is_file():
+        raise StoreError(f"{directory}: missing {WEIGHTS}: not a complete mmrec model")
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata() or {}
+        cls = SCORERS[ModelKind(meta.get("model", ""))]
+        return cls.from_tensors(load_file(str(path)), meta)
+    except (SafetensorError, ValueError, OSError, KeyError) as exc:
+        raise StoreError(f"{path}: unreadable weights ({exc})") from exc

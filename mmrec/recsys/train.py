@@ -48,20 +48,24 @@ class TrainReport:
         return out
 
 
-def _content(store: str | Path | None, aligner: str | Path | None) -> Content:
+def _content(store: str | Path | None, aligner: str | Path | None, model: ModelKind) -> Content | None:
+    """The items' content; None for popularity without any (its items: those interacted with)."""
     from mmrec.store import Store
 
-    if aligner is not None:
+    if aligner is not None:  # --store, if also given, is where the aligner's store now lives
         return aligner_content(aligner, store)
-    if store is None:
-        raise ConfigError("give the items' content: --store STORE or --aligner ALIGNER")
-    return store_content(Store.open(store))
+    if store is not None:
+        return store_content(Store.open(store))
+    if model is ModelKind.POP:
+        return None
+    raise ConfigError(f"--model {model.value} needs the items' content: --store STORE or --aligner ALIGNER",
+                      hint="only --model pop trains on interactions alone")
 
 
-def _data(content: Content, found: Interactions, cfg: TrainConfig) -> Data:
-    user_ids, users, items, times = index_interactions(found, content.ids)
+def _data(item_ids: list[str], found: Interactions, cfg: TrainConfig) -> Data:
+    user_ids, users, items, times = index_interactions(found, item_ids)
     split = make_split(cfg.split, users, items, times, cfg.seed)
-    data = Data(content.ids, user_ids, users, items, times, split)
+    data = Data(item_ids, user_ids, users, items, times, split)
     if not (split.part == TRAIN).any():
         raise ConfigError(f"{found.path}: the {cfg.split.value} split leaves no training interaction")
     return data
@@ -97,24 +101,44 @@ def _finite(value: float) -> float | None:
     return round(value, 5) if math.isfinite(value) else None
 
 
-def fit(data: Data, content: Content, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict[str, Any]]:
-    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
-    from mmrec.recsys.baselines import BPRTrainer, item_knn, most_popular
+def _bpr(data: Data, content: Content | None, cfg: TrainConfig, device: Any) -> Any:
+    from mmrec.recsys.baselines import BPRTrainer
 
-    if cfg.model is ModelKind.POP:
-        return most_popular(data), {}
-    if cfg.model is ModelKind.ITEMKNN:
-        return item_knn(data, content.matrix), {}
+    return BPRTrainer(data, cfg, device)
+
+
+def _twotower(data: Data, content: Content | None, cfg: TrainConfig, device: Any) -> Any:
+    from mmrec.recsys.twotower import TwoTowerTrainer
+
+    return TwoTowerTrainer(data, content.matrix, cfg, device)
+
+
+def _pop(data: Data, content: Content | None) -> Scorer:
+    from mmrec.recsys.baselines import most_popular
+
+    return most_popular(data)
+
+
+def _itemknn(data: Data, content: Content | None) -> Scorer:
+    from mmrec.recsys.baselines import item_knn
+
+    return item_knn(data, content.matrix)
+
+
+CLOSED_FORM = {ModelKind.POP: _pop, ModelKind.ITEMKNN: _itemknn}  # no epochs, no device
+TRAINERS = {ModelKind.BPR: _bpr, ModelKind.TWOTOWER: _twotower}  # epochs with early stopping
+
+
+def fit(data: Data, content: Content | None, cfg: TrainConfig,
+        progress: Progress) -> tuple[Scorer, dict[str, Any]]:
+    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
+    if cfg.model in CLOSED_FORM:
+        return CLOSED_FORM[cfg.model](data, content), {}
     from mmrec.runtime import resolve_device, seed_everything
 
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    if cfg.model is ModelKind.BPR:
-        trainer = BPRTrainer(data, cfg, device)
-    else:
-        from mmrec.recsys.twotower import TwoTowerTrainer
-
-        trainer = TwoTowerTrainer(data, content.matrix, cfg, device)
+    trainer = TRAINERS[cfg.model](data, content, cfg, device)
     scorer, info = _fit(trainer, data, cfg, progress)
     return scorer, {**info, "device": str(device)}
 
@@ -131,22 +155,24 @@ def train(
     from mmrec.recsys.model import save_model
 
     started = time.perf_counter()
-    cfg = (config or TrainConfig()).resolved()
+    asked = config or TrainConfig()
+    cfg = asked.resolved()  # checked before any work
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
     check_out(Path(out), Kind.MODEL)
     progress = progress or NullProgress()
-    content = _content(store, aligner)
-    found = read_interactions(interactions, content.ids, cfg.min_rating, cfg.user_field,
-                              cfg.item_field, cfg.rating_field, cfg.timestamp_field)
+    content = _content(store, aligner, cfg.model)
+    found = read_interactions(interactions, content.ids if content else None, cfg.min_rating,
+                              cfg.user_field, cfg.item_field, cfg.rating_field, cfg.timestamp_field)
     if found.unknown_items:
         progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
-    data = _data(content, found, cfg)
+    data = _data(content.ids if content else list(dict.fromkeys(found.items)), found, cfg)
+    cfg = asked.resolved(int((data.split.part == TRAIN).sum()))
     scorer, info = fit(data, content, cfg, progress)
     valid = rank_metrics(scorer, data, VALID, (10, 20)) if (data.split.part == VALID).any() else {}
     valid = {k: round(v, 5) for k, v in valid.items() if k.split("@")[0] in ("recall", "ndcg", "hit")}
     source = {"aligner": str(Path(aligner).resolve()) if aligner else None,
-              "blocks": {k: list(v) for k, v in content.blocks.items()}}
+              "blocks": {k: list(v) for k, v in content.blocks.items()} if content else {}}
     report = TrainReport(
         out=str(out), model=cfg.model.value, split=cfg.split.value, items=data.n_items,
         users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
@@ -154,7 +180,7 @@ def train(
         device=info.get("device", "-"), curve=info.get("curve", []),
     )
     report.seconds = time.perf_counter() - started
-    save_model(Path(out), cfg, content.store, scorer, data,
+    save_model(Path(out), cfg, content.store if content else None, scorer, data,
                {"content": source, "interactions": str(Path(interactions).resolve()),
                 "report": {k: v for k, v in report.as_dict().items() if k != "curve"}})
     return report

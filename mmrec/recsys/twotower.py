@@ -26,10 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mmrec.enums import ModelKind
 from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
-from mmrec.recsys.scoring import Scorer
+from mmrec.recsys.scoring import Linear, TwoTowerScorer
 from mmrec.recsys.splits import TRAIN
 
 if TYPE_CHECKING:
@@ -217,7 +216,7 @@ class TwoTowerTrainer:
             total += loss.item()
         return total / self.steps_per_epoch
 
-    def export(self) -> Scorer:
+    def export(self) -> TwoTowerScorer:
         """The current weights as a numpy scorer (no dropout)."""
         import torch
 
@@ -230,15 +229,12 @@ class TwoTowerTrainer:
             def arr(t: torch.Tensor) -> np.ndarray:
                 return t.detach().float().cpu().numpy().copy()
 
-            return Scorer(
-                ModelKind.TWOTOWER, arr(items), users=arr(net.user_id.weight),
-                history_weight=arr(net.history.weight.T), history_bias=arr(net.history.bias),
-                item_id=arr(net.item_id.weight * self.known[:, None]),
-                adapter=[(arr(m.weight), arr(m.bias)) for m in layers],
-                counts=self.data.train_counts().astype(np.float32),
-                recent_weight=arr(net.recent.weight.T) if net.recent else None,
-                recent_bias=arr(net.recent.bias) if net.recent else None,
-                recent=self.cfg.recent,
+            return TwoTowerScorer(
+                arr(items), self.data.train_counts().astype(np.float32), arr(net.user_id.weight),
+                Linear(arr(net.history.weight.T), arr(net.history.bias)),
+                arr(net.item_id.weight * self.known[:, None]),
+                adapter=[(arr(m.weight), arr(m.bias)) for m in layers], recent=self.cfg.recent,
+                recent_term=Linear(arr(net.recent.weight.T), arr(net.recent.bias)) if net.recent else None,
             )
 
 
