@@ -327,3 +327,24 @@ def test_a_local_encoder_has_one_name_however_its_path_is_spelt(tmp_path, media,
     again = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "s"), "--json",
                                 "--text-encoder", f"local:{FAKE}:FakeText", "--modalities", "text"])
     assert summary(again)["encoded"]["text"] == 0
+
+
+@pytest.mark.slow
+def test_the_builtin_encoders_write_nothing_foreign_to_stderr(tmp_path):
+    """CI logs carry only mmrec's lines: no transformers "Loading weights" bar, no warnings."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo"
+    lines = (demo / "catalog.jsonl").read_text().splitlines()[:2]
+    for folder in ("images", "audio"):
+        shutil.copytree(demo / folder, tmp_path / folder)
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
+    result = subprocess.run([sys.executable, "-m", "mmrec", "encode", str(tmp_path / "c.jsonl"),
+                             "--out", str(tmp_path / "s"), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["encoded"] == {"text": 2, "image": 2, "audio": 2}
+    assert result.stderr == ""
