@@ -1,22 +1,28 @@
 """What every command shares: error rendering, progress on stderr, JSON on stdout."""
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 from mmrec.errors import MMRecError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEVICE_HELP = "auto (cuda > mps > cpu), cpu, cuda or mps"
+DEBUG_HELP = "Show tracebacks instead of one-line errors."
 _CTX = "mmrec_ctx"
+_DEBUG = "mmrec_debug"
 
 
 # markup=False: titles, ids and paths are user data, and "[/x]" in one must print as is
@@ -54,6 +60,7 @@ def handle_errors(fn: F) -> F:
         ctx = kwargs.pop(_CTX, None)
         root = ctx.find_root() if ctx is not None else None
         debug = bool(root is not None and isinstance(root.obj, dict) and root.obj.get("debug"))
+        debug = kwargs.pop(_DEBUG, False) or debug
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
@@ -77,10 +84,68 @@ def handle_errors(fn: F) -> F:
                        "run again with `mmrec --debug ...` for the traceback") from None
 
     signature = inspect.signature(fn)
-    extra = inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])
-    wrapper.__annotations__ = {**fn.__annotations__, _CTX: typer.Context}
+    extra = [inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
+             # after the command name too: `mmrec encode ... --debug` as well as `mmrec --debug encode`
+             inspect.Parameter(_DEBUG, inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                               default=typer.Option(False, "--debug", help=DEBUG_HELP))]
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+    wrapper.__annotations__ = {**fn.__annotations__, _CTX: typer.Context, _DEBUG: bool}
     return wrapper  # type: ignore[return-value]
+
+
+def on_device(device: str | None) -> str:
+    """" on cuda:0" for a summary line, or nothing when no device was used."""
+    return f" on {device}" if device and device != "-" else ""
+
+
+def _metavar(annotation: Any) -> str:
+    """Click's classic metavars, from the parameter's Python type."""
+    if typing.get_origin(annotation) is list:  # a repeatable option: one value's metavar
+        return _metavar(typing.get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "[" + "|".join(str(m.value) for m in annotation) + "]"
+    names = {Path: "PATH", int: "INTEGER", float: "FLOAT", bool: "BOOLEAN"}
+    return names.get(annotation, "TEXT")
+
+
+class Command(TyperCommand):
+    """Every mmrec command: its whole first docstring line in `mmrec --help`, plain
+    metavars (`CATALOG`, `--out PATH`) where recent Typer prints `{catalog}` and
+    `<list[str]>`. (Click itself comes vendored inside recent Typer: nothing here
+    imports it, only its objects' methods are called.)
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.help and not self.short_help:  # Click would cut it to fit 80 columns
+            self.short_help = inspect.cleandoc(self.help).split("\n\n")[0].replace("\n", " ")
+        for param in self.params:
+            if param.metavar is None and not getattr(param, "is_flag", False):
+                annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+                is_argument = param.param_type_name == "argument"
+                param.metavar = (param.name or "").upper() if is_argument else _metavar(annotation)
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument" and not getattr(param, "hidden", False):
+                pieces.append(param.metavar if param.required else f"[{param.metavar}]")
+        return pieces
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":  # the name alone, not "NAME <path>"
+                arguments.append((param.metavar, record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
 
 
 def print_json(data: Any) -> None:

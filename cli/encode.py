@@ -9,6 +9,7 @@ from mmrec.cli._common import (
     DEVICE_HELP,
     RichProgress,
     handle_errors,
+    on_device,
     print_json,
     split_list,
     stdout,
@@ -16,18 +17,26 @@ from mmrec.cli._common import (
 from mmrec.encoding import EncodeReport
 from mmrec.encoding import encode as encode_lib
 from mmrec.enums import DeviceChoice, OnError
+from mmrec.resources import preset_names
+
+PRESET_HELP = f"Encoder bundle (one encoder per modality): {', '.join(preset_names())}."
 
 
 @handle_errors
 def encode(
-    catalog: Path = typer.Argument(..., help="Catalog file: .jsonl or .csv, one item per row."),
+    catalog: Path = typer.Argument(..., help="Catalog file: .jsonl, .csv or .tsv, one item per row."),
     out: Path = typer.Option(..., "--out", "-o", help="Store directory to create or update."),
-    preset: str = typer.Option("default", help="Encoder bundle from assets/presets."),
-    modalities: str = typer.Option(None, help="Comma list of text,image,audio (default: all present)."),
-    text_fields: str = typer.Option(None, help="Comma list of columns joined into the item text."),
-    text_encoder: str = typer.Option(None, help="Override the preset's text encoder."),
-    image_encoder: str = typer.Option(None, help="Override the preset's image encoder."),
-    audio_encoder: str = typer.Option(None, help="Override the preset's audio encoder."),
+    preset: str = typer.Option("default", metavar="NAME", help=PRESET_HELP),
+    modalities: str = typer.Option(None, metavar="MODALITIES",
+                                   help="Comma list of text,image,audio (default: all present)."),
+    text_fields: str = typer.Option(None, metavar="FIELDS",
+                                    help="Comma list of columns joined into the item text."),
+    text_encoder: str = typer.Option(None, metavar="ENCODER",
+                                     help="Override the preset's text encoder (see `mmrec encoders`)."),
+    image_encoder: str = typer.Option(None, metavar="ENCODER",
+                                      help="Override the preset's image encoder."),
+    audio_encoder: str = typer.Option(None, metavar="ENCODER",
+                                      help="Override the preset's audio encoder."),
     batch_size: int = typer.Option(None, min=1, help="Inputs per forward pass (default: the fastest for each encoder and device)."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
@@ -61,7 +70,7 @@ def render(report: EncodeReport) -> None:
     for modality, count in report.vectors.items():
         table.add_row(modality, report.encoders.get(modality, "?"), str(count),
                       str(report.encoded.get(modality, 0)), str(report.reused.get(modality, 0)))
-    console.print(f"{report.store}: {report.items} items on {report.device} "
+    console.print(f"{report.store}: {report.items} items{on_device(report.device)} "
                   f"in {report.seconds:.1f}s" + (f", {report.removed} removed" if report.removed else ""))
     console.print(table)
     if report.skipped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train
+from mmrec.cli._common import DEBUG_HELP, Command
 from mmrec.version import __version__
 
 app = typer.Typer(
@@ -25,20 +26,23 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+    debug: bool = typer.Option(False, "--debug", help=DEBUG_HELP),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
     ctx.obj = {"debug": debug}
 
 
-app.command("encode")(encode.encode)
-app.command("encoders")(encoders.encoders)
-app.command("align")(align.align)
-app.command("train")(train.train)
-app.command("recommend")(recommend.recommend)
-app.command("evaluate")(evaluate.evaluate)
-app.command("demo")(demo.demo)
+for name, command in (
+    ("encode", encode.encode),
+    ("encoders", encoders.encoders),
+    ("align", align.align),
+    ("train", train.train),
+    ("recommend", recommend.recommend),
+    ("evaluate", evaluate.evaluate),
+    ("demo", demo.demo),
+):
+    app.command(name, cls=Command)(command)
 
 
 def main() -> None:

@@ -44,10 +44,16 @@ def recommend(
 def render(hits: list[Hit], explain: bool) -> None:
     from rich.table import Table
 
-    table = Table("#", "id", "title", "score", "matched", *(["why"] if explain else []), box=None)
+    header = ["#", "id", "title", "score", "matched", *(["why"] if explain else [])]
+    rows = []
     for rank, hit in enumerate(hits, start=1):
         why = [describe(hit.explanation)] if explain else []
-        table.add_row(str(rank), hit.id, hit.title or "", f"{hit.score:.3f}", hit.matched or "", *why)
+        rows.append([str(rank), hit.id, hit.title or "", f"{hit.score:.3f}", hit.matched or "", *why])
+    # a model's hits match no modality and catalogs may have no titles: no empty columns
+    keep = [i for i in range(len(header)) if not rows or any(i < len(row) and row[i] for row in rows)]
+    table = Table(*(header[i] for i in keep), box=None)
+    for row in rows:
+        table.add_row(*(row[i] if i < len(row) else "" for i in keep))
     stdout().print(table)
 
 

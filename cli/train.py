@@ -5,7 +5,14 @@ from pathlib import Path
 
 import typer
 
-from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
+from mmrec.cli._common import (
+    DEVICE_HELP,
+    RichProgress,
+    handle_errors,
+    on_device,
+    print_json,
+    stdout,
+)
 from mmrec.enums import DeviceChoice, ModelKind, SplitKind
 from mmrec.recsys.config import TrainConfig
 
@@ -63,7 +70,7 @@ def train(
     parts = report.interactions
     console.print(f"{report.out}: {report.model} on {report.users} users x {report.items} items, "
                   f"{report.split} split (train {parts['train']}, valid {parts['valid']}, "
-                  f"test {parts['test']}) in {report.seconds:.1f}s on {report.device}")
+                  f"test {parts['test']}) in {report.seconds:.1f}s{on_device(report.device)}")
     read = report.read
     if read["unknown_items"]:
         console.print(f"skipped {read['unknown_items']} interactions on items absent from the store "

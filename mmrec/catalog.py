@@ -91,42 +91,66 @@ def _read_text(path: Path) -> str:
         raise CatalogError(f"{path}: not UTF-8 text ({exc.reason})") from exc
 
 
-def _rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(row number, record) pairs; row numbers are the file's line numbers."""
+Rows = list[tuple[int, dict[str, Any]]]
+
+
+def _rows(path: Path) -> tuple[Rows, list[Problem]]:
+    """(row number, record) pairs, and the rows that could not be parsed at all.
+
+    Row numbers are the file's line numbers. A line that is not JSON, or a CSV record
+    the csv module refuses, is one bad row like any other: reported, not fatal.
+    """
     suffix = path.suffix.lower()
     text = _read_text(path)
     if suffix in (".jsonl", ".ndjson", ".json"):
-        rows = []
-        # split on newlines only: str.splitlines() also splits inside JSON strings
-        # holding U+2028, form feeds and the like
-        for lineno, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CatalogError(f"{path}: row {lineno}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise CatalogError(f"{path}: row {lineno}: expected a JSON object")
-            rows.append((lineno, record))
-        return rows
+        return _json_rows(text)
     if suffix in (".csv", ".tsv"):
-        return _csv_rows(io.StringIO(text, newline=""), "\t" if suffix == ".tsv" else ",")
+        return _csv_rows(path, io.StringIO(text, newline=""), "\t" if suffix == ".tsv" else ",")
     raise CatalogError(f"{path}: unknown catalog format {suffix!r}; use .jsonl or .csv")
 
 
-def _csv_rows(stream: io.StringIO, delimiter: str, fieldnames: list[str] | None = None,
-              lines_before: int = 0, **options: Any) -> list[tuple[int, dict[str, Any]]]:
+def _json_rows(text: str) -> tuple[Rows, list[Problem]]:
+    rows, problems = [], []
+    # split on newlines only: str.splitlines() also splits inside JSON strings
+    # holding U+2028, form feeds and the like
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(lineno, None, f"invalid JSON ({exc.msg})"))
+            continue
+        if not isinstance(record, dict):
+            problems.append(Problem(lineno, None, "expected a JSON object"))
+            continue
+        rows.append((lineno, record))
+    return rows, problems
+
+
+def _csv_rows(path: Path, stream: io.StringIO, delimiter: str,
+              fieldnames: list[str] | None = None, lines_before: int = 0,
+              **options: Any) -> tuple[Rows, list[Problem]]:
     """Rows numbered by the line they start on (quoted fields may span lines)."""
     reader = csv.DictReader(stream, fieldnames=fieldnames, delimiter=delimiter,
                             skipinitialspace=True, **options)
-    if reader.fieldnames:  # "id, title" is a header with spaces, not a column " title"
-        reader.fieldnames = [name.strip() for name in reader.fieldnames]
-    rows, start = [], reader.line_num + 1
-    for record in reader:
-        rows.append((lines_before + start, dict(record)))
-        start = reader.line_num + 1
-    return rows
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:  # no row can be read without the header
+        raise CatalogError(f"{path}: unreadable header ({exc})") from exc
+    if header:  # "id, title" is a header with spaces, not a column " title"
+        reader.fieldnames = [name.strip() for name in header]
+    rows, problems, start = [], [], reader.line_num + 1
+    while True:
+        try:
+            rows.append((lines_before + start, dict(next(reader))))
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over csv's size limit
+            problems.append(Problem(lines_before + start, None, f"unreadable CSV row ({exc})"))
+        # the underlying reader's count: DictReader's is stale after an error
+        start = reader.reader.line_num + 1
+    return rows, problems
 
 
 def _clean(value: Any) -> Any:
@@ -150,10 +174,9 @@ def read_catalog(path: str | Path, text_fields: list[str] | None = None) -> Cata
     empty catalog, duplicate ids, or text fields that no row has.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CatalogError(f"catalog not found: {path}")
-    rows = _rows(path)
-    if not rows:
+    _check_is_file(path)
+    rows, problems = _rows(path)
+    if not rows and not problems:
         raise CatalogError(f"{path}: the catalog is empty")
     columns = {key for _, rec in rows for key in rec if key is not None}
     if text_fields:
@@ -166,7 +189,7 @@ def read_catalog(path: str | Path, text_fields: list[str] | None = None) -> Cata
         fields = list(text_fields)
     else:
         fields = [f for f in DEFAULT_TEXT_FIELDS if f in columns]
-    items, problems, seen = [], [], {}
+    items, seen = [], {}
     for row, record in rows:
         item = _item(path, row, {k: _clean(v) for k, v in record.items()}, fields, problems)
         if item is None:
@@ -175,10 +198,25 @@ def read_catalog(path: str | Path, text_fields: list[str] | None = None) -> Cata
             raise CatalogError(f"{path}: duplicate id {item.id!r} in rows {seen[item.id]} and {row}")
         seen[item.id] = row
         items.append(item)
+    problems.sort(key=lambda p: p.row)
     if not items:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise CatalogError(f"{path}: no usable item: {problems[0]}{more}")
     return Catalog(path, items, problems, fields)
+
+
+CATALOG_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv")
+
+
+def _check_is_file(path: Path) -> None:
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in CATALOG_SUFFIXES)
+        raise CatalogError(
+            f"{path} is a directory; expected a catalog file (.jsonl, .csv or .tsv)",
+            hint=f"catalog files in it: {', '.join(inside[:5])}" if inside else None,
+        )
+    if not path.is_file():
+        raise CatalogError(f"catalog not found: {path}")
 
 
 def _item(path: Path, row: int, record: dict[str, Any], fields: list[str],
@@ -306,7 +344,7 @@ class Interactions:
 INTERACTION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".inter")
 
 
-def _interaction_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _interaction_rows(path: Path) -> tuple[Rows, list[Problem]]:
     if path.suffix.lower() not in INTERACTION_SUFFIXES:
         raise CatalogError(f"{path}: unknown interactions format {path.suffix!r}; "
                            "use .csv, .tsv, .jsonl or a RecBole .inter file")
@@ -315,9 +353,9 @@ def _interaction_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     stream = io.StringIO(_read_text(path), newline="")
     first = stream.readline().rstrip("\r\n")
     if not first:
-        return []
+        return [], []
     header = [name.split(":", 1)[0] for name in first.split("\t")]
-    return _csv_rows(stream, "\t", header, lines_before=1, quoting=csv.QUOTE_NONE)
+    return _csv_rows(path, stream, "\t", header, lines_before=1, quoting=csv.QUOTE_NONE)
 
 
 def _pick_column(path: Path, role: str, chosen: str | None, columns: set[str],
@@ -386,9 +424,10 @@ def read_interactions(
     path = Path(path)
     if not path.is_file():
         raise CatalogError(f"interactions file not found: {path}")
-    rows = _interaction_rows(path)
+    rows, problems = _interaction_rows(path)
     if not rows:
-        raise CatalogError(f"{path}: no interactions")
+        first = f" (first problem: {problems[0]})" if problems else ""
+        raise CatalogError(f"{path}: no interactions{first}")
     columns = {key for _, rec in rows for key in rec if key is not None}
     names = {
         "user": _pick_column(path, "user", user_field, columns, True),
@@ -396,7 +435,7 @@ def read_interactions(
         "rating": _pick_column(path, "rating", rating_field, columns, min_rating is not None),
         "timestamp": _pick_column(path, "timestamp", timestamp_field, columns, False),
     }
-    out = Interactions(path, [], [], np.zeros(0), np.zeros(0), [])
+    out = Interactions(path, [], [], np.zeros(0), np.zeros(0), [], problems)
     ratings, times, seen = [], [], set()
     known = set(known_items) if known_items is not None else None
     for row, record in rows:
@@ -423,6 +462,7 @@ def read_interactions(
         times.append(stamp)
     out.ratings = np.asarray(ratings, dtype=np.float64)
     out.timestamps = np.asarray(times, dtype=np.float64)
+    out.problems.sort(key=lambda p: p.row)
     _check_left(out, known)
     return out
 

@@ -33,7 +33,7 @@ class EncodeReport:
     removed: int
     skipped: list[Problem]
     seconds: float
-    device: str
+    device: str | None  # None when nothing needed encoding: no device was used
     encoders: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -324,6 +324,7 @@ def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: li
         store=str(out), items=len(store), vectors={m.value: store.manifest["modalities"][m.value]["count"]
                                                  for m in store.modalities},
         encoded=run.encoded, reused=run.reused, removed=len(before - set(store.ids)),
-        skipped=run.problems, seconds=time.perf_counter() - started, device=str(dev or "-"),
+        skipped=sorted(run.problems, key=lambda p: p.row),  # stable: modality order kept
+        seconds=time.perf_counter() - started, device=str(dev) if dev else None,
         encoders={m.value: getattr(e, "name", e) for m, e in built.items()},
     )

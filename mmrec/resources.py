@@ -20,13 +20,16 @@ def asset(relative: str) -> Path:
     return path
 
 
+def preset_names() -> list[str]:
+    """The shipped encoder bundles, ``assets/presets/*.json``, by name."""
+    return sorted(p.stem for p in asset("presets").glob("*.json"))
+
+
 def preset(name: str) -> dict[str, Any]:
     """An encoder bundle from ``assets/presets/NAME.json``: modality -> encoder name."""
     from mmrec.errors import ConfigError
 
-    directory = asset("presets")
-    path = directory / f"{name}.json"
+    path = asset("presets") / f"{name}.json"
     if not name.replace("-", "").replace("_", "").isalnum() or not path.exists():
-        known = sorted(p.stem for p in directory.glob("*.json"))
-        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(preset_names())}")
     return json.loads(path.read_text())

@@ -84,3 +84,35 @@ def test_row_numbers_survive_multiline_fields_and_odd_characters(tmp_path):
     inter.write_text("user_id:token\titem_id:token\nu1\ta\nu1\tzz\n")
     found = read_interactions(inter, known_items={"a"})
     assert found.summary()["unknown_items"] == 1
+
+
+def test_an_unparsable_csv_row_is_reported_and_the_rows_after_it_keep_their_numbers(tmp_path):
+    import csv
+
+    path = tmp_path / "c.csv"
+    huge = "x" * (csv.field_size_limit() + 1)
+    path.write_text(f'id,title\na,ok\nb,{huge}\nc,"two\nlines"\nd,last\n')
+    cat = read_catalog(path)
+    assert [(i.id, i.row) for i in cat.items] == [("a", 2), ("c", 4), ("d", 6)]
+    assert [(p.row, p.reason) for p in cat.problems] == [
+        (3, "unreadable CSV row (field larger than field limit (131072))")]
+
+
+def test_a_directory_is_not_a_catalog(tmp_path):
+    (tmp_path / "items.jsonl").write_text('{"id": "a", "title": "x"}\n')
+    with pytest.raises(CatalogError, match="is a directory; expected a catalog file") as info:
+        read_catalog(tmp_path)
+    assert info.value.hint == "catalog files in it: items.jsonl"
+
+
+def test_invalid_json_interactions_are_problems_too(tmp_path):
+    from mmrec.catalog import read_interactions
+
+    path = tmp_path / "i.jsonl"
+    path.write_text('{"user": "u1", "item": "a"}\nnot json\n{"user": "u2", "item": "a"}\n')
+    found = read_interactions(path, known_items={"a"})
+    assert found.users == ["u1", "u2"]
+    assert [(p.row, p.reason) for p in found.problems] == [(2, "invalid JSON (Expecting value)")]
+    path.write_text("nope\n")
+    with pytest.raises(CatalogError, match="no interactions \\(first problem: row 1: invalid JSON"):
+        read_interactions(path)

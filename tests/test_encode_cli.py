@@ -92,6 +92,8 @@ def test_bad_rows_are_skipped_and_reported(tmp_path, media, rows):
     assert "audio" in reasons[(8, "a2", "audio")]
     assert reasons[(9, "e1", "text")] == "empty text"
     assert reasons[(10, None, None)] == "missing id"
+    rows_reported = [p["row"] for p in report["skipped"]]
+    assert rows_reported == sorted(rows_reported)  # catalog and decoding problems interleaved
     store = Store.open(tmp_path / "s")
     assert {"m1", "t2", "a2"} <= set(store.ids)  # their text was still encoded
     assert "e1" not in store.ids
@@ -127,7 +129,7 @@ def test_on_error_fail_on_undecodable_image(tmp_path, media):
     ('{"id": "a", "title": "x"}\n{"id": "a", "title": "y"}\n', "jsonl", "duplicate id 'a' in rows 1 and 2"),
     ("", "jsonl", "the catalog is empty"),
     ("id,title\n", "csv", "the catalog is empty"),
-    ('{"id": "a", "title": "x"}\n{oops\n', "jsonl", "row 2: invalid JSON"),
+    ('{oops\n[1, 2]\n', "jsonl", "no usable item: row 1: invalid JSON"),
     ('id,title\na,x\nb,y,extra\n', "csv", None),
 ])
 def test_catalog_level_errors(tmp_path, content, fmt, message):
@@ -144,8 +146,26 @@ def test_catalog_level_errors(tmp_path, content, fmt, message):
     assert "Traceback" not in result.output
 
 
+def test_an_invalid_json_line_is_a_bad_row_not_the_end_of_the_run(tmp_path):
+    catalog = tmp_path / "c.jsonl"
+    catalog.write_text('{"id": "a", "title": "x"}\n{oops\n{"id": "b", "title": "y"}\n'
+                       '"just a string"\n{"id": "c", "title": "", "image": "nope.png"}\n')
+    report = summary(encode(catalog, tmp_path / "s"))  # --on-error skip: the default
+    assert report["items"] == 2
+    assert [(p["row"], p["reason"]) for p in report["skipped"]] == [
+        (2, "invalid JSON (Expecting property name enclosed in double quotes)"),
+        (4, "expected a JSON object"),
+        (5, "empty text"),
+        (5, "file not found: nope.png"),
+    ]
+    failed = encode(catalog, tmp_path / "f", "--on-error", "fail")
+    assert failed.exit_code == 1 and failed.stdout == ""
+    assert "row 2: invalid JSON" in failed.output and "(and 3 more)" in failed.output
+
+
 @pytest.mark.parametrize("args, message", [
     (["missing.jsonl"], "catalog not found"),
+    (["."], ". is a directory; expected a catalog file (.jsonl, .csv or .tsv)"),
     (["c.jsonl", "--text-fields", "title,colour"], "unknown text field(s) colour"),
     (["c.jsonl", "--modalities", "smell"], "unknown modality 'smell'"),
     (["c.jsonl", "--modalities", "audio"], "no item has audio"),
@@ -307,3 +327,24 @@ def test_a_local_encoder_has_one_name_however_its_path_is_spelt(tmp_path, media,
     again = runner.invoke(app, ["encode", str(catalog), "-o", str(tmp_path / "s"), "--json",
                                 "--text-encoder", f"local:{FAKE}:FakeText", "--modalities", "text"])
     assert summary(again)["encoded"]["text"] == 0
+
+
+@pytest.mark.slow
+def test_the_builtin_encoders_write_nothing_foreign_to_stderr(tmp_path):
+    """CI logs carry only mmrec's lines: no transformers "Loading weights" bar, no warnings."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    demo = Path(__file__).resolve().parents[1] / "assets" / "demo"
+    lines = (demo / "catalog.jsonl").read_text().splitlines()[:2]
+    for folder in ("images", "audio"):
+        shutil.copytree(demo / folder, tmp_path / folder)
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
+    result = subprocess.run([sys.executable, "-m", "mmrec", "encode", str(tmp_path / "c.jsonl"),
+                             "--out", str(tmp_path / "s"), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["encoded"] == {"text": 2, "image": 2, "audio": 2}
+    assert result.stderr == ""

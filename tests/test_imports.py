@@ -36,3 +36,11 @@ def test_listing_encoders_loads_no_heavy_module():
 def test_console_script_answers():
     result = subprocess.run(["mmrec", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("mmrec ")
+
+
+def test_python_dash_m_mmrec_runs_the_same_app():
+    result = subprocess.run([sys.executable, "-m", "mmrec", "--help"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: ") and "encode" in result.stdout
+    assert _loaded("import mmrec.__main__") == []  # as light as the console script

@@ -9,7 +9,8 @@ downloaded.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,8 @@ def load_config(model: str) -> PretrainedConfig:
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model, **_pretrained_kwargs(model))
+        with quiet_loading():
+            return AutoConfig.from_pretrained(model, **_pretrained_kwargs(model))
     except (OSError, ValueError) as exc:
         raise _missing(model, exc) from exc
 
@@ -128,11 +130,11 @@ class HFTextEncoder(Encoder):
     def load(self, device: torch.device) -> None:
         from transformers import AutoModel, AutoTokenizer
 
-        _quiet()
         kwargs = _pretrained_kwargs(self.model_ref)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_ref, **kwargs)
-            self.model = AutoModel.from_pretrained(self.model_ref, **kwargs)
+            with quiet_loading():
+                self.tokenizer = AutoTokenizer.from_pretrained(self.model_ref, **kwargs)
+                self.model = AutoModel.from_pretrained(self.model_ref, **kwargs)
         except (OSError, ValueError) as exc:
             raise _missing(self.model_ref, exc) from exc
         self.model.eval().to(device)
@@ -167,11 +169,30 @@ def _features(output: Any) -> torch.Tensor:
     return pooled
 
 
-def _quiet() -> None:
-    """transformers' loading bars ignore whether stderr is a terminal: CI logs fill up."""
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """No progress bars or info logs from transformers and huggingface_hub while loading.
+
+    Their "Loading weights" bars ignore whether stderr is a terminal, so CI logs fill
+    up. Warnings stay (a checkpoint missing weights must still say so), and every
+    setting is restored afterwards: the caller's own use of transformers is untouched.
+    """
+    from huggingface_hub import utils as hub
     from transformers.utils import logging as hf_logging
 
+    bars, hub_bars_off = hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hub.disable_progress_bars()
+    hf_logging.set_verbosity(max(verbosity, hf_logging.WARNING))
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        if not hub_bars_off:
+            hub.enable_progress_bars()
 
 
 def _load_joint_model(model: str, device: torch.device) -> Any:
@@ -180,13 +201,13 @@ def _load_joint_model(model: str, device: torch.device) -> Any:
         import torch
         from transformers import AutoModel
 
-        _quiet()
         try:
             # float32 whatever the checkpoint's dtype: inputs from the processors are
             # float32, and mixed precision is the runtime's autocast, not a load option.
-            loaded = AutoModel.from_pretrained(
-                model, dtype=torch.float32, **_pretrained_kwargs(model)
-            )
+            with quiet_loading():
+                loaded = AutoModel.from_pretrained(
+                    model, dtype=torch.float32, **_pretrained_kwargs(model)
+                )
         except (OSError, ValueError) as exc:
             raise _missing(model, exc) from exc
         _MODELS[key] = loaded.eval().to(device)
@@ -202,7 +223,8 @@ def _load_processor(model: str, modality: Modality) -> Any:
         Modality.AUDIO: AutoFeatureExtractor,
     }[modality]
     try:
-        return loader.from_pretrained(model, **_pretrained_kwargs(model))
+        with quiet_loading():
+            return loader.from_pretrained(model, **_pretrained_kwargs(model))
     except (OSError, ValueError) as exc:
         raise _missing(model, exc) from exc
 
