@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
+from mmrec.index import INDEX_HELP, IndexType
 from mmrec.recsys.config import ModelKind, SplitKind, TrainConfig
 from mmrec.runtime import DeviceChoice
 
@@ -37,6 +38,7 @@ def train(
     rating_field: str = typer.Option(None, help="Rating column (default: rating)."),
     timestamp_field: str = typer.Option(None, help="Timestamp column (default: timestamp, time)."),
     seed: int = typer.Option(0, help="Seed for the split, sampling and initialisation."),
+    index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -52,7 +54,7 @@ def train(
                          id_dropout=id_dropout, recent=recent, patience=patience, seed=seed,
                          device=device.value, min_rating=min_rating, user_field=user_field,
                          item_field=item_field, rating_field=rating_field,
-                         timestamp_field=timestamp_field)
+                         timestamp_field=timestamp_field, index=index)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
                      config=config, progress=progress)

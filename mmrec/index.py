@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 EXACT_LIMIT = 50_000  # below this many vectors a flat index is exact and fast enough
-MIN_APPROX = 64  # fewer vectors than this: every type is built flat (exact and as fast)
+MIN_APPROX = 64  # fewer vectors than this: inverted files are built flat (exact and as fast)
 MEMORY_ENV = "MMREC_INDEX_MEMORY"
 DEFAULT_MEMORY = 2 * 1024**3  # bytes the index's vectors may take before auto compresses them
 HNSW_M = 32  # graph links per vector: 2 * M int32 per vector at the base level
@@ -37,6 +37,8 @@ RECALL_TARGET = 0.97  # on own-vector queries; held-out queries come out a littl
 RECALL_QUERIES = 200
 RECALL_K = 10  # neighbours besides the query vector itself
 TRAIN_PER_LIST = 64  # k-means points per inverted list (faiss warns below 39)
+INDEX_HELP = ("faiss index: auto (flat below 50k items, ivf above, sq8/ivfpq past "
+              "$MMREC_INDEX_MEMORY, default 2G), flat, hnsw, ivf, ivfpq, sq8.")
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -117,11 +119,12 @@ def factory_string(kind: IndexType, n: int, dim: int) -> str:
 
 
 def resolve_kind(kind: IndexType | str, n: int, dim: int, budget: int | None = None) -> IndexType:
-    """The type actually built: ``auto`` resolved, and flat for a handful of vectors."""
+    """The type actually built: ``auto`` resolved; flat for k-means over a handful of vectors."""
     kind = IndexType(kind)
     if kind is IndexType.AUTO:
         kind = choose_index(n, dim, memory_budget(budget))
-    return IndexType.FLAT if n < MIN_APPROX else kind
+    trained = kind in (IndexType.IVF, IndexType.IVFPQ, IndexType.SQ8)
+    return IndexType.FLAT if trained and n < MIN_APPROX else kind
 
 
 def _build_faiss(kind: IndexType, vectors: np.ndarray, seed: int) -> tuple[Any, str]:

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from mmrec.errors import ConfigError
+from mmrec.index import IndexType
 
 
 class ModelKind(str, enum.Enum):
@@ -67,6 +68,7 @@ class TrainConfig:
     item_field: str | None = None
     rating_field: str | None = None
     timestamp_field: str | None = None
+    index: IndexType = IndexType.AUTO  # faiss index type over the item vectors
 
     def resolved(self) -> TrainConfig:
         """A copy with every None default filled in, checked."""
@@ -76,7 +78,7 @@ class TrainConfig:
         split = SplitKind(self.split)
         if self.recent is None:
             filled["recent"] = RECENT if split is SplitKind.TEMPORAL else 0
-        out = dataclasses.replace(self, model=model, split=split, **filled)
+        out = dataclasses.replace(self, model=model, split=split, index=_index_type(self.index), **filled)
         out.check()
         return out
 
@@ -96,3 +98,11 @@ class TrainConfig:
         for ok, message in rules:
             if not ok:
                 raise ConfigError(message)
+
+
+def _index_type(value: object) -> IndexType:
+    try:
+        return IndexType(value)
+    except ValueError:
+        valid = ", ".join(k.value for k in IndexType)
+        raise ConfigError(f"--index must be one of {valid}, got {value!r}") from None
