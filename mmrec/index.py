@@ -176,7 +176,9 @@ def _tune(kind: IndexType, index: Any, vectors: np.ndarray, seed: int) -> tuple[
     rng = np.random.default_rng(seed + 1)
     rows = np.sort(rng.choice(len(vectors), min(len(vectors), RECALL_QUERIES), replace=False))
     queries, truth = np.ascontiguousarray(vectors[rows]), _exact(vectors, rows)
-    params, recall = {}, recall_at(index, queries, rows, truth)
+    if name is None:
+        return {}, recall_at(index, queries, rows, truth)
+    params, recall = {}, -1.0
     for value in values:
         _set_params(index, {name: value})
         before, params, recall = recall, {name: value}, recall_at(index, queries, rows, truth)

@@ -80,13 +80,13 @@ def chunked_top_k(queries: np.ndarray, items: np.ndarray, candidates: np.ndarray
     return best_cols, best
 
 
-def sample_users(data: Data, part: int, limit: int = VALID_USERS, seed: int = 0) -> np.ndarray | None:
+def sample_users(data: Data, part: int, limit: int | None = None, seed: int = 0) -> np.ndarray | None:
     """A fixed, seeded sample of at most ``limit`` evaluated users (positions), or None for all.
 
     The same users every epoch, so epochs stay comparable and validation costs what
     ``limit`` users cost however many there are.
     """
-    count = int((data.history(part).sizes() > 0).sum())
+    count, limit = int((data.history(part).sizes() > 0).sum()), limit or VALID_USERS
     if count <= limit:
         return None
     return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
