@@ -75,6 +75,19 @@ def memory_budget(value: str | int | None = None) -> int:
     return budget
 
 
+def parse_index(value: object) -> IndexType:
+    """``--index`` checked early: an unknown type, or (for auto) a bad memory budget, is a
+    one-line ConfigError before any training starts, not after."""
+    try:
+        kind = IndexType(value)
+    except ValueError:
+        valid = ", ".join(k.value for k in IndexType)
+        raise ConfigError(f"--index must be one of {valid}, got {value!r}") from None
+    if kind is IndexType.AUTO:
+        memory_budget()
+    return kind
+
+
 def choose_index(n: int, dim: int, budget: int) -> IndexType:
     """The ``auto`` type for ``n`` vectors of ``dim`` floats under ``budget`` bytes.
 

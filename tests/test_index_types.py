@@ -147,3 +147,12 @@ def test_unknown_index_option_lists_the_choices():
     with pytest.raises(ConfigError, match="--index must be one of auto, flat, hnsw"):
         TrainConfig(index="annoy").resolved()
     assert TrainConfig(index="hnsw").resolved().index is IndexType.HNSW
+
+
+def test_a_bad_memory_budget_fails_before_training(monkeypatch):
+    from mmrec.recsys.config import TrainConfig
+
+    monkeypatch.setenv("MMREC_INDEX_MEMORY", "plenty")
+    with pytest.raises(ConfigError, match="MMREC_INDEX_MEMORY"):
+        TrainConfig().resolved()
+    assert TrainConfig(index="flat").resolved().index is IndexType.FLAT  # no budget needed

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from mmrec.encoders.base import Modality
 from mmrec.errors import ConfigError
-from mmrec.index import IndexType
+from mmrec.index import IndexType, parse_index
 
 # CLIP's temperature recipe: logit scale starts at ln(1/0.07) and never exceeds 100.
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
@@ -85,7 +85,7 @@ class AlignConfig:
     def validate(self) -> AlignConfig:
         self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
         self.head = parse_enum(HeadKind, self.head, "--head")
-        self.index = parse_enum(IndexType, self.index, "--index")
+        self.index = parse_index(self.index)
         if self.modalities is not None:
             self.modalities = [parse_enum(Modality, m, "--modalities").value for m in self.modalities]
         _check(self.steps is None or self.steps >= 0, f"--steps must be >= 0, got {self.steps}")

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass
 
 from mmrec.errors import ConfigError
-from mmrec.index import IndexType
+from mmrec.index import IndexType, parse_index
 
 
 class ModelKind(str, enum.Enum):
@@ -78,7 +78,7 @@ class TrainConfig:
         split = SplitKind(self.split)
         if self.recent is None:
             filled["recent"] = RECENT if split is SplitKind.TEMPORAL else 0
-        out = dataclasses.replace(self, model=model, split=split, index=_index_type(self.index), **filled)
+        out = dataclasses.replace(self, model=model, split=split, index=parse_index(self.index), **filled)
         out.check()
         return out
 
@@ -98,11 +98,3 @@ class TrainConfig:
         for ok, message in rules:
             if not ok:
                 raise ConfigError(message)
-
-
-def _index_type(value: object) -> IndexType:
-    try:
-        return IndexType(value)
-    except ValueError:
-        valid = ", ".join(k.value for k in IndexType)
-        raise ConfigError(f"--index must be one of {valid}, got {value!r}") from None
