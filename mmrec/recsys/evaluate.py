@@ -3,7 +3,10 @@
 Each evaluated user (one with at least one held-out interaction) gets a score for
 every candidate item: all items, or for a cold-item split only that part's cold
 items. Their training items (and, for the test part, validation items) are removed
-before ranking; ties are broken by item row (see mmrec.metrics.top_k).
+before ranking; ties are broken by item row (see mmrec.metrics.top_k). Scores are
+made USER_CHUNK users x ITEM_CHUNK items at a time with a running top-K, so memory
+does not grow with the catalog; validation during training ranks a fixed, seeded
+sample of at most VALID_USERS users.
 """
 from __future__ import annotations
 
