@@ -13,7 +13,8 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
-from mmrec.enums import DeviceChoice, HeadKind, Pivot
+from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot
+from mmrec.index import INDEX_HELP
 
 
 @handle_errors
@@ -34,6 +35,7 @@ def align(
     bridge: bool = typer.Option(True, "--bridge/--no-bridge", help="Mix in the ImageNet-label bridge for images (offline default encoders only)."),
     bridge_weight: float = typer.Option(None, min=0.0, max=1.0, help="Weight of the bridge in image vectors (default: chosen on validation)."),
     modalities: str = typer.Option(None, help="Comma list of modalities to align (default: all in the store)."),
+    index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
 ) -> None:
@@ -46,6 +48,7 @@ def align(
             epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
             init=str(init) if init else None, from_scratch=from_scratch, bridge=bridge,
             bridge_weight=bridge_weight, modalities=split_list(modalities), device=device.value,
+            index=index,
         )
     if as_json:
         print_json(report.as_dict())

@@ -13,7 +13,8 @@ from mmrec.cli._common import (
     print_json,
     stdout,
 )
-from mmrec.enums import DeviceChoice, ModelKind, SplitKind
+from mmrec.enums import DeviceChoice, IndexType, ModelKind, SplitKind
+from mmrec.index import INDEX_HELP
 from mmrec.recsys.config import TrainConfig
 
 
@@ -44,6 +45,7 @@ def train(
     rating_field: str = typer.Option(None, help="Rating column (default: rating)."),
     timestamp_field: str = typer.Option(None, help="Timestamp column (default: timestamp, time)."),
     seed: int = typer.Option(0, help="Seed for the split, sampling and initialisation."),
+    index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -59,7 +61,7 @@ def train(
                          id_dropout=id_dropout, recent=recent, patience=patience, seed=seed,
                          device=device.value, min_rating=min_rating, user_field=user_field,
                          item_field=item_field, rating_field=rating_field,
-                         timestamp_field=timestamp_field)
+                         timestamp_field=timestamp_field, index=index)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
                      config=config, progress=progress)

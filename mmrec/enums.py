@@ -67,9 +67,12 @@ class SplitKind(_Choice):
 
 
 class IndexType(_Choice):
-    AUTO = "auto"
-    FLAT = "flat"
-    IVF = "ivf"
+    AUTO = "auto"  # chosen by size and memory budget (mmrec.index.choose_index)
+    FLAT = "flat"  # exact
+    HNSW = "hnsw"  # graph over the full vectors
+    IVF = "ivf"  # inverted file over the full vectors
+    IVFPQ = "ivfpq"  # inverted file over product-quantised codes (dim/4 bytes a vector)
+    SQ8 = "sq8"  # inverted file over 8-bit scalar-quantised vectors (dim bytes a vector)
 
 
 class DeviceChoice(_Choice):

@@ -42,15 +42,26 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, scores.shape[1])
     if k == 0:
         return np.zeros((scores.shape[0], 0), dtype=np.int64)
-    # argpartition is not stable, so take every column tied with the k-th best
-    # value, then stable-sort that candidate set: exact and deterministic.
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
-    out = np.empty((scores.shape[0], k), dtype=np.int64)
-    for row in range(scores.shape[0]):
-        cand = np.flatnonzero(scores[row] >= kth[row])
-        order = np.argsort(-scores[row, cand], kind="stable")
-        out[row] = cand[order[:k]]
-    return out
+    # argpartition is not stable: it finds the k best, but where a tie straddles the
+    # cut it may keep any of the tied columns. Rows where more than k columns reach the
+    # k-th value are re-picked (the lowest tied columns); then every row's k are sorted
+    # by (score desc, column asc): exact and deterministic, without a per-row loop.
+    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(scores, best, axis=1).min(axis=1, keepdims=True)
+    straddle = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+    if straddle.size:
+        best[straddle] = _lowest_at_cut(scores[straddle], kth[straddle], k)
+    vals = np.take_along_axis(scores, best, axis=1)
+    return np.take_along_axis(best, np.lexsort((best, -vals), axis=1), axis=1)
+
+
+def _lowest_at_cut(scores: np.ndarray, kth: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the columns above ``kth`` plus the lowest columns equal to it, ``k`` in all."""
+    above = scores > kth
+    tied = scores == kth
+    room = k - above.sum(axis=1, keepdims=True)
+    pick = above | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+    return np.nonzero(pick)[1].reshape(len(scores), k)
 
 
 def hit_matrix(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[Collection[Hashable]],
@@ -61,13 +72,32 @@ def hit_matrix(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[Collecti
     are padded with misses.
     """
     keep = [u for u, rel in enumerate(relevant) if len(rel)]
-    hits = np.zeros((len(keep), k), dtype=bool)
-    for row, u in enumerate(keep):
-        rel = relevant[u]
-        for rank, item in enumerate(list(ranked[u])[:k]):
-            hits[row, rank] = item in rel
     sizes = np.array([len(relevant[u]) for u in keep], dtype=np.float64)
-    return hits, sizes
+    rows = _padded([ranked[u] for u in keep], k)
+    if rows is None:  # ids that are not integer rows: compare them one by one
+        hits = np.zeros((len(keep), k), dtype=bool)
+        for row, u in enumerate(keep):
+            for rank, item in enumerate(list(ranked[u])[:k]):
+                hits[row, rank] = item in relevant[u]
+        return hits, sizes
+    # one sorted key per (user, item): hits are a single vectorised membership test
+    rel = [np.fromiter(relevant[u], dtype=np.int64, count=len(relevant[u])) for u in keep]
+    width = int(max(rows.max(initial=0), max((r.max() for r in rel), default=0))) + 1
+    rel_keys = np.concatenate([r + u * width for u, r in enumerate(rel)]) if rel else np.zeros(0, np.int64)
+    keys = rows + np.arange(len(keep))[:, None] * width
+    return (rows >= 0) & np.isin(keys, rel_keys), sizes
+
+
+def _padded(ranked: Sequence[Sequence[Hashable]], k: int) -> np.ndarray | None:
+    """The first ``k`` of each list as a ``(users, k)`` int64 matrix, -1 past a list's end;
+    None if some entry is not a non-negative integer."""
+    out = np.full((len(ranked), k), -1, dtype=np.int64)
+    for row, items in enumerate(ranked):
+        head = np.asarray(items[:k] if hasattr(items, "__getitem__") else list(items)[:k])
+        if head.size and (head.dtype.kind not in "iu" or head.min() < 0):
+            return None
+        out[row, : len(head)] = head
+    return out
 
 
 def _mean(values: np.ndarray) -> float:
@@ -103,8 +133,16 @@ def item_coverage_at_k(ranked: Iterable[Sequence[Hashable]], n_items: int, k: in
     """Share of the ``n_items`` candidates that appear in at least one user's top ``k``."""
     if n_items <= 0:
         return 0.0
+    ranked = list(ranked)
+    rows = _padded(ranked, k)
+    if rows is not None:
+        return _coverage(rows, n_items)
     shown = {item for items in ranked for item in list(items)[:k]}
     return len(shown) / n_items
+
+
+def _coverage(rows: np.ndarray, n_items: int) -> float:
+    return int(np.unique(rows[rows >= 0]).size) / n_items if n_items > 0 else 0.0
 
 
 def _discounts(k: int) -> np.ndarray:
@@ -128,6 +166,7 @@ def summary(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[Collection[
             n_items: int, ks: Sequence[int] = KS) -> dict[str, float]:
     """Every metric at every K, keyed ``metric@K`` (one pass over the hit matrix)."""
     hits, sizes = hit_matrix(ranked, relevant, max(ks))
+    rows = _padded(list(ranked), max(ks))
     out: dict[str, float] = {}
     for k in ks:
         top = hits[:, :k]
@@ -136,5 +175,6 @@ def summary(ranked: Sequence[Sequence[Hashable]], relevant: Sequence[Collection[
         out[f"hit@{k}"] = _mean(top.any(axis=1).astype(np.float64))
         out[f"precision@{k}"] = _mean(top.sum(axis=1) / k)
         out[f"mrr@{k}"] = _mean(_mrr(top))
-        out[f"item_coverage@{k}"] = item_coverage_at_k(ranked, n_items, k)
+        out[f"item_coverage@{k}"] = (item_coverage_at_k(ranked, n_items, k) if rows is None
+                                     else _coverage(rows[:, :k], n_items))
     return out

@@ -75,10 +75,10 @@ def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
             save_npy(staging / "vectors" / f"{modality}.npy", matrix)
             save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)
             rows = [i for i, ok in enumerate(mask) if ok]
-            VectorIndex.build([contents.ids[i] for i in rows], matrix[rows]).save(
+            VectorIndex.build([contents.ids[i] for i in rows], matrix[rows], config.index).save(
                 staging, index_name(modality))
         save_npy(staging / "vectors" / "fused.npy", contents.fused)
-        VectorIndex.build(contents.ids, contents.fused).save(staging, index_name(Target.FUSED))
+        VectorIndex.build(contents.ids, contents.fused, config.index).save(staging, index_name(Target.FUSED))
 
 
 class Aligner:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mmrec.enums import HeadKind, Modality, Pivot, parse_enum
+from mmrec.enums import HeadKind, IndexType, Modality, Pivot, parse_enum
 from mmrec.errors import ConfigError
+from mmrec.index import parse_index
 
 # CLIP's temperature recipe: logit scale starts at ln(1/0.07) and never exceeds 100.
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
@@ -39,10 +40,12 @@ class AlignConfig:
     bridge_weight: float | None = None  # None: chosen on the validation split
     modalities: list[str] | None = None  # default: every modality of the store
     fusion: dict[str, float] = field(default_factory=dict)  # per-modality weight, default 1
+    index: IndexType = IndexType.AUTO  # faiss index type of every item index
 
     def validate(self) -> AlignConfig:
         self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
         self.head = parse_enum(HeadKind, self.head, "--head")
+        self.index = parse_index(self.index)
         if self.modalities is not None:
             self.modalities = [parse_enum(Modality, m, "--modalities").value for m in self.modalities]
         _check(self.steps is None or self.steps >= 0, f"--steps must be >= 0, got {self.steps}")

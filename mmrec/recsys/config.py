@@ -5,8 +5,9 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from mmrec.enums import ModelKind, SplitKind
+from mmrec.enums import IndexType, ModelKind, SplitKind
 from mmrec.errors import ConfigError
+from mmrec.index import parse_index
 
 # Per-model defaults for the options left as None. BPR's are RecBole's (Adam 1e-3,
 # batch 2048, 64-d, stop after 10 epochs without improvement, at most 300 epochs).
@@ -63,6 +64,7 @@ class TrainConfig:
     item_field: str | None = None
     rating_field: str | None = None
     timestamp_field: str | None = None
+    index: IndexType = IndexType.AUTO  # faiss index type over the item vectors
 
     def resolved(self, train_pairs: int | None = None) -> TrainConfig:
         """A copy with every None default filled in, checked; given the number of
@@ -80,7 +82,7 @@ class TrainConfig:
         split = SplitKind(self.split)
         if self.recent is None:
             filled["recent"] = RECENT if split is SplitKind.TEMPORAL else 0
-        out = dataclasses.replace(self, model=model, split=split, **filled)
+        out = dataclasses.replace(self, model=model, split=split, index=parse_index(self.index), **filled)
         out.check()
         return out
 

@@ -3,7 +3,10 @@
 Each evaluated user (one with at least one held-out interaction) gets a score for
 every candidate item: all items, or for a cold-item split only that part's cold
 items. Their training items (and, for the test part, validation items) are removed
-before ranking; ties are broken by item row (see mmrec.metrics.top_k).
+before ranking; ties are broken by item row (see mmrec.metrics.top_k). Scores are
+made USER_CHUNK users x ITEM_CHUNK items at a time with a running top-K, so memory
+does not grow with the catalog; validation during training ranks a fixed, seeded
+sample of at most VALID_USERS users.
 """
 from __future__ import annotations
 
@@ -16,41 +19,97 @@ import numpy as np
 from mmrec.errors import ConfigError
 from mmrec.metrics import KS, summary, top_k
 from mmrec.recsys.data import PART_NAMES, Data
-from mmrec.recsys.scoring import Scorer
-from mmrec.recsys.splits import TEST, TRAIN
+from mmrec.recsys.scoring import History, Scorer
+from mmrec.recsys.splits import TEST, TRAIN, VALID
 
-CHUNK = 1024  # users scored per matrix product: bounds memory on large catalogs
+USER_CHUNK = 1024  # users scored together: one matrix product per item chunk
+ITEM_CHUNK = 16_384  # items per product: a 1024 x 16384 float32 block is 64 MB at any catalog size
+VALID_USERS = 10_000  # validation during training ranks at most this many users (seeded sample)
 
 
-def rank(scorer: Scorer, data: Data, part: int, k: int) -> tuple[list[np.ndarray], list[set[int]]]:
-    """Top-``k`` item rows per evaluated user, and that user's relevant item rows."""
-    users, relevant, seen, candidates = data.heldout(part)
+def rank(scorer: Scorer, data: Data, part: int, k: int,
+         users: np.ndarray | None = None) -> tuple[list[np.ndarray], list[set[int]]]:
+    """Top-``k`` item rows per evaluated user, and that user's relevant item rows.
+
+    ``users`` (positions among the evaluated users, see :func:`sample_users`) ranks only
+    those. Memory is bounded by USER_CHUNK x ITEM_CHUNK scores, whatever the catalog size.
+    """
+    evaluated, relevant, seen, candidates = data.heldout(part)
+    if users is not None:
+        evaluated, relevant, seen = evaluated[users], relevant.take(users), seen.take(users)
     history = data.history(TRAIN)
-    item_vecs = scorer.items[candidates]
     col = np.full(data.n_items, -1, dtype=np.int64)
     col[candidates] = np.arange(len(candidates))
     ranked: list[np.ndarray] = []
-    for start in range(0, len(users), CHUNK):
-        chunk = users[start : start + CHUNK]
+    for start in range(0, len(evaluated), USER_CHUNK):
+        chunk = evaluated[start : start + USER_CHUNK]
         queries = scorer.user_vectors(chunk, history.take(chunk))
-        scores = (queries @ item_vecs.T).astype(np.float64)
-        for row in range(len(chunk)):
-            cols = col[seen[start + row]]
-            scores[row, cols[cols >= 0]] = -np.inf
-        best = top_k(scores, k)
-        for row in range(len(chunk)):
-            keep = best[row][np.isfinite(scores[row, best[row]])]
-            ranked.append(candidates[keep])
-    return ranked, [set(relevant[i].tolist()) for i in range(len(users))]
+        excluded = _excluded_cells(seen, col, start, len(chunk))
+        best, scores = chunked_top_k(queries, scorer.items, candidates, excluded, k)
+        ranked.extend(candidates[b[np.isfinite(s)]] for b, s in zip(best, scores, strict=True))
+    return ranked, [set(relevant[i].tolist()) for i in range(len(evaluated))]
 
 
-def rank_metrics(scorer: Scorer, data: Data, part: int = TEST,
-                 ks: Sequence[int] = KS) -> dict[str, Any]:
-    """``metric@K`` for every K in ``ks``, plus how many users and candidates were ranked."""
-    ranked, relevant = rank(scorer, data, part, max(ks))
+def _excluded_cells(seen: History, col: np.ndarray, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(user, column)`` of every excluded candidate of users ``start .. start+count``."""
+    lo, hi = seen.indptr[start], seen.indptr[start + count]
+    users = np.repeat(np.arange(count), np.diff(seen.indptr[start : start + count + 1]))
+    cols = col[seen.indices[lo:hi]]
+    return users[cols >= 0], cols[cols >= 0]
+
+
+def chunked_top_k(queries: np.ndarray, items: np.ndarray, candidates: np.ndarray,
+                  excluded: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns (positions in ``candidates``) of each query's ``k`` best items, and their scores.
+
+    Exactly :func:`mmrec.metrics.top_k` over the full ``queries @ items[candidates].T``
+    with ``excluded`` cells at ``-inf``: each item chunk's top ``k`` (ties by lower
+    column) is merged into a running top ``k`` by (score desc, column asc).
+    """
+    best_cols = np.zeros((len(queries), 0), dtype=np.int64)
+    best = np.zeros((len(queries), 0), dtype=np.float32)
+    ex_users, ex_cols = excluded
+    for lo in range(0, len(candidates), ITEM_CHUNK):
+        hi = min(len(candidates), lo + ITEM_CHUNK)
+        scores = (queries @ items[candidates[lo:hi]].T).astype(np.float32, copy=False)
+        inside = (ex_cols >= lo) & (ex_cols < hi)
+        scores[ex_users[inside], ex_cols[inside] - lo] = -np.inf
+        top = top_k(scores, k)
+        cols = np.concatenate([best_cols, top + lo], axis=1)
+        vals = np.concatenate([best, np.take_along_axis(scores, top, axis=1)], axis=1)
+        vals = np.where(np.isnan(vals), -np.inf, vals)
+        order = np.lexsort((cols, -vals), axis=1)[:, :k]
+        best_cols, best = np.take_along_axis(cols, order, 1), np.take_along_axis(vals, order, 1)
+    return best_cols, best
+
+
+def sample_users(data: Data, part: int, limit: int | None = None, seed: int = 0) -> np.ndarray | None:
+    """A fixed, seeded sample of at most ``limit`` evaluated users (positions), or None for all.
+
+    The same users every epoch, so epochs stay comparable and validation costs what
+    ``limit`` users cost however many there are.
+    """
+    count, limit = int((data.history(part).sizes() > 0).sum()), limit or VALID_USERS
+    if count <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
+
+
+def rank_metrics(scorer: Scorer, data: Data, part: int = TEST, ks: Sequence[int] = KS,
+                 users: np.ndarray | None = None) -> dict[str, Any]:
+    """``metric@K`` for every K in ``ks``, plus how many users and candidates were ranked.
+
+    ``users``: only these evaluated users (e.g. :func:`sample_users`); default all.
+    """
+    ranked, relevant = rank(scorer, data, part, max(ks), users)
     n_candidates = len(data.split.candidates(part, data.n_items))
     return {**summary(ranked, relevant, n_candidates, ks), "users": len(ranked),
             "candidates": n_candidates}
+
+
+def validation_metrics(scorer: Scorer, data: Data, ks: Sequence[int], seed: int = 0) -> dict[str, Any]:
+    """:func:`rank_metrics` on the validation part, over at most VALID_USERS seeded users."""
+    return rank_metrics(scorer, data, VALID, ks, sample_users(data, VALID, seed=seed))
 
 
 def evaluate(path: str | Path, part: str = "test", ks: Sequence[int] = KS) -> dict[str, Any]:

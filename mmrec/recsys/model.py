@@ -101,7 +101,7 @@ def save_model(out: Path, config: Any, store: Store | None, scorer: Scorer, data
         write_json(staging / USERS, data.user_ids)
         save_split(staging / SPLIT, data.split, data.users, data.items, data.times)
         save_scorer(scorer, staging)
-        VectorIndex.build(data.item_ids, scorer.items).save(staging)
+        VectorIndex.build(data.item_ids, scorer.items, config.index, seed=config.seed).save(staging)
         write_config(staging, Kind.MODEL, config, store, extra)
 
 

@@ -21,7 +21,7 @@ from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
 from mmrec.recsys.config import VALID_METRIC, TrainConfig
 from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
-from mmrec.recsys.evaluate import rank_metrics
+from mmrec.recsys.evaluate import rank_metrics, validation_metrics
 from mmrec.recsys.scoring import Scorer
 from mmrec.recsys.splits import TRAIN, VALID, make_split
 
@@ -80,7 +80,7 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
     for epoch in range(1, cfg.epochs + 1):
         loss = trainer.epoch(rng)
         scorer = trainer.export()
-        metric = rank_metrics(scorer, data, VALID, (20,))[VALID_METRIC] if validate else math.nan
+        metric = validation_metrics(scorer, data, (20,), cfg.seed)[VALID_METRIC] if validate else math.nan
         curve.append({"epoch": epoch, "loss": _finite(loss), VALID_METRIC: _finite(metric)})
         advance(1, loss=loss, **{f"valid {VALID_METRIC}": metric})
         if not math.isfinite(loss):
