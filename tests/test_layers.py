@@ -8,6 +8,7 @@ may import only one another, at module level or inside a function.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,23 +57,25 @@ def imports(root: Path) -> dict[str, dict[str, set[str]]]:
     graph = {}
     for name, path in files.items():
         edges: dict[str, set[str]] = {"module": set(), "function": set()}
-        is_package = path.name == "__init__.py"
-
-        def visit(node: ast.AST, level: str) -> None:
-            for child in ast.iter_child_nodes(node):
-                if _is_type_checking(child):
-                    continue
-                if isinstance(child, (ast.Import, ast.ImportFrom)):
-                    for target in _targets(child, name, is_package, modules):
-                        if target == "mmrec" or target.startswith("mmrec."):
-                            edges[level].add(target)
-                inner = "function" if isinstance(
-                    child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else level
-                visit(child, inner)
-
-        visit(ast.parse(path.read_text(encoding="utf-8")), "module")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node, level in _import_nodes(tree, "module"):
+            for target in _targets(node, name, path.name == "__init__.py", modules):
+                if target == "mmrec" or target.startswith("mmrec."):
+                    edges[level].add(target)
         graph[name] = edges
     return graph
+
+
+def _import_nodes(node: ast.AST, level: str) -> Iterator[tuple[ast.AST, str]]:
+    """Every import under ``node`` with "module" or "function" (inside a def) level."""
+    for child in ast.iter_child_nodes(node):
+        if _is_type_checking(child):
+            continue
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            yield child, level
+        inner = "function" if isinstance(
+            child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) else level
+        yield from _import_nodes(child, inner)
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
