@@ -90,3 +90,26 @@ def test_bad_new_options_fail_in_one_line(store, tmp_path, args, message):
     result = _align(store, tmp_path / "a", *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "a").exists()
+
+
+def test_align_steps_return_values_and_can_be_rerun(store, tmp_path):
+    """plan -> train -> projection -> write: each takes what it needs, nothing is hidden."""
+    import numpy as np
+
+    from mmrec.alignment import pipeline
+    from mmrec.progress import NullProgress
+    from mmrec.runtime import resolve_device
+    from mmrec.store import Store
+
+    config = AlignConfig(steps=3, batch_size=4, device="cpu").validate()
+    decided = pipeline.plan(Store.open(store), config, NullProgress())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decided.dim = 3
+    trained = pipeline.train(decided, resolve_device("cpu"), NullProgress())
+    assert trained.fit.steps == 3 and decided.modalities == ["text", "image"]
+    chosen = pipeline.projection(decided, trained)
+    first = pipeline.write(decided, tmp_path / "a", trained, chosen)
+    again = pipeline.write(decided, tmp_path / "b", trained, chosen)
+    assert first.as_dict() | {"aligner": "", "seconds": 0} == again.as_dict() | {"aligner": "", "seconds": 0}
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "vectors" / "fused.npy"),
+                                  np.load(tmp_path / "b" / "vectors" / "fused.npy"))
