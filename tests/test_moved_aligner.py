@@ -58,3 +58,31 @@ def test_what_needs_the_store_names_the_reference_and_suggests_store(moved, tmp_
     assert result.exit_code == 1
     assert f"aligner {moved} refers to the store" in result.output
     assert "--store" in result.output and "mmrec encode" not in result.output
+
+
+def test_store_aligner_and_model_directories_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    (tmp_path / "img").mkdir()
+    rows = [{"id": f"i{i}", "title": f"thing {i}", "image": f"img/{i}.png"} for i in range(8)]
+    for i in range(8):
+        write_png(tmp_path / "img" / f"{i}.png", (30 * i, 200 - 20 * i, 90))
+    inter = tmp_path / "inter.csv"
+    inter.write_text("user,item\n" + "".join(f"u{i % 3},i{i}\n" for i in range(8)))
+    old = os.umask(0o022)
+    try:
+        for args in (["encode", make_catalog(tmp_path, rows), "--out", tmp_path / "s", *FAKE_OPTIONS],
+                     ["align", tmp_path / "s", "--out", tmp_path / "a", "--steps", "2",
+                      "--batch-size", "4"],
+                     ["train", "--aligner", tmp_path / "a", "--store", tmp_path / "s",
+                      "--interactions", inter, "--out", tmp_path / "m", "--model", "pop",
+                      "--split", "random"]):
+            result = _run(*args)
+            assert result.exit_code == 0, result.output
+    finally:
+        os.umask(old)
+    for name in ("s", "a", "m"):
+        for path in [tmp_path / name, *(tmp_path / name).rglob("*")]:
+            want = 0o755 if path.is_dir() else 0o644
+            assert stat.S_IMODE(path.stat().st_mode) == want, path
