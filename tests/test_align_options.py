@@ -113,3 +113,13 @@ def test_align_steps_return_values_and_can_be_rerun(store, tmp_path):
     assert first.as_dict() | {"aligner": "", "seconds": 0} == again.as_dict() | {"aligner": "", "seconds": 0}
     np.testing.assert_array_equal(np.load(tmp_path / "a" / "vectors" / "fused.npy"),
                                   np.load(tmp_path / "b" / "vectors" / "fused.npy"))
+
+
+def test_bf16_training_on_cpu_runs_and_keeps_float32_heads(store, tmp_path):
+    result = _align(store, tmp_path / "a", "--precision", "bf16", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["steps"] == 3 and report["temperature"] > 0
+    from safetensors.numpy import load_file
+
+    assert {str(v.dtype) for v in load_file(str(tmp_path / "a" / "heads.safetensors")).values()} == {"float32"}
