@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from mmrec.alignment.config import DEFAULT_SHARED_DIM, AlignConfig, parse_weights
 from mmrec.cli._common import (
     DEVICE_HELP,
     RichProgress,
@@ -13,43 +14,52 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
-from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot
+from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot, Precision
 from mmrec.index import INDEX_HELP
+
+_D = AlignConfig  # every default below is the library's own (AlignConfig's fields)
+_DEVICE = DeviceChoice(_D.device)
 
 
 @handle_errors
 def align(
     store: Path = typer.Argument(..., help="Store directory made by `mmrec encode`."),
     out: Path = typer.Option(..., "--out", "-o", help="Aligner directory to write (replaced if it is one)."),
-    pivot: Pivot = typer.Option(Pivot.TEXT, help="text: map into the text encoder's space; shared: a learned space for all."),
-    dim: int = typer.Option(None, min=2, help="Size of the shared space (--pivot shared; default 256)."),
-    head: HeadKind = typer.Option(HeadKind.LINEAR, help="Projection head per modality."),
-    steps: int = typer.Option(None, min=0, help="Optimizer steps at most (early stopping usually ends sooner); 0: no training, apply the initial heads (zero-shot)."),
-    epochs: int = typer.Option(None, min=1, help="Instead of --steps: passes over the training pairs."),
-    batch_size: int = typer.Option(256, min=2, help="Items per step (in-batch negatives)."),
-    lr: float = typer.Option(1e-3, min=0.0, help="AdamW learning rate."),
-    val_split: float = typer.Option(0.2, min=0.0, max=0.95, help="Share of items held out for early stopping and evaluation."),
-    seed: int = typer.Option(0, help="Seed of the split, the initial weights and the batches."),
-    init: Path = typer.Option(None, help="Start from this aligner's (or heads directory's) heads instead of the shipped ones."),
-    from_scratch: bool = typer.Option(False, "--from-scratch", help="Start from random heads, not the shipped ones."),
-    bridge: bool = typer.Option(True, "--bridge/--no-bridge", help="Mix in the ImageNet-label bridge for images (offline default encoders only)."),
-    bridge_weight: float = typer.Option(None, min=0.0, max=1.0, help="Weight of the bridge in image vectors (default: chosen on validation)."),
+    pivot: Pivot = typer.Option(_D.pivot, help="text: map into the text encoder's space; shared: a learned space for all."),
+    dim: int = typer.Option(_D.dim, min=2, help=f"Size of the shared space (--pivot shared; default {DEFAULT_SHARED_DIM})."),
+    head: HeadKind = typer.Option(_D.head, help="Projection head per modality."),
+    hidden: int = typer.Option(_D.hidden, min=1, help="Width of the mlp head's hidden layer."),
+    steps: int = typer.Option(_D.steps, min=0, help="Optimizer steps at most (early stopping usually ends sooner); 0: no training, apply the initial heads (zero-shot)."),
+    epochs: int = typer.Option(_D.epochs, min=1, help="Instead of --steps: passes over the training pairs."),
+    batch_size: int = typer.Option(_D.batch_size, min=2, help="Items per step (in-batch negatives)."),
+    lr: float = typer.Option(_D.lr, min=0.0, help="AdamW learning rate."),
+    weight_decay: float = typer.Option(_D.weight_decay, min=0.0, help="AdamW weight decay of the heads (never of the temperature)."),
+    val_split: float = typer.Option(_D.val_split, min=0.0, max=0.95, help="Share of items held out for early stopping and evaluation."),
+    eval_every: int = typer.Option(_D.eval_every, min=1, help="Optimizer steps between validation checks."),
+    patience: int = typer.Option(_D.patience, min=1, help="Validation checks without improvement before stopping."),
+    seed: int = typer.Option(_D.seed, help="Seed of the split, the initial weights and the batches."),
+    init: Path = typer.Option(_D.init, help="Start from this aligner's (or heads directory's) heads instead of the shipped ones."),
+    from_scratch: bool = typer.Option(_D.from_scratch, "--from-scratch", help="Start from random heads, not the shipped ones."),
+    bridge: bool = typer.Option(_D.bridge, "--bridge/--no-bridge", help="Mix in the ImageNet-label bridge for images (offline default encoders only)."),
+    bridge_weight: float = typer.Option(_D.bridge_weight, min=0.0, max=1.0, help="Weight of the bridge in image vectors (default: chosen on validation)."),
     modalities: str = typer.Option(None, help="Comma list of modalities to align (default: all in the store)."),
-    index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
-    device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
+    fusion: str = typer.Option(None, help="Weights of the modalities in the fused item vector, e.g. text=1,image=0.5 (default 1 each)."),
+    device: DeviceChoice = typer.Option(_DEVICE, help=DEVICE_HELP),
+    precision: Precision = typer.Option(_D.precision, help="Training precision: auto is bf16 autocast on CUDA where supported, fp32 elsewhere."),
+    index: IndexType = typer.Option(_D.index, help=INDEX_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
 ) -> None:
     """Fit one projection head per modality (InfoNCE, early stopping) and index the items."""
     import mmrec
 
+    options = dict(pivot=pivot, dim=dim, head=head, hidden=hidden, steps=steps, epochs=epochs,
+                   batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
+                   eval_every=eval_every, patience=patience, seed=seed, init=str(init) if init else None,
+                   from_scratch=from_scratch, bridge=bridge, bridge_weight=bridge_weight,
+                   modalities=split_list(modalities), fusion=parse_weights(fusion),
+                   device=DeviceChoice(device).value, precision=precision, index=index)
     with RichProgress() as progress:
-        report = mmrec.align(
-            store, out, progress=progress, pivot=pivot, dim=dim, head=head, steps=steps,
-            epochs=epochs, batch_size=batch_size, lr=lr, val_split=val_split, seed=seed,
-            init=str(init) if init else None, from_scratch=from_scratch, bridge=bridge,
-            bridge_weight=bridge_weight, modalities=split_list(modalities), device=device.value,
-            index=index,
-        )
+        report = mmrec.align(store, out, progress=progress, **options)
     if as_json:
         print_json(report.as_dict())
     else:

@@ -119,22 +119,27 @@ def make_bridge(store: Path) -> None:
 
 def make_heads(store: Path, head: str, max_steps: int) -> None:
     import mmrec
+    from mmrec.artifacts import Artifact, Kind
+    from mmrec.atomic import write_json
 
+    out = ASSETS / "heads"
     with tempfile.TemporaryDirectory() as tmp:
         aligner = Path(tmp) / "aligner"
         report = mmrec.align(store, aligner, from_scratch=True, head=head, steps=max_steps,
                              seed=SEED)
         print(json.dumps(report.as_dict(), indent=2), file=sys.stderr)
-        out = ASSETS / "heads"
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(aligner / "heads.safetensors", out / "heads.safetensors")
         config = json.loads((aligner / "config.json").read_text())
-    config["format"] = "mmrec-heads"
-    config["store"]["path"] = "openclipart (Debian openclipart-svg), bench/data/openclipart/store"
-    config["aligner"].pop("training", None)
-    config["trained_on"] = {"items": report.items, "train_items": report.train_items,
-                            "val_items": report.val_items, "best_step": report.best_step}
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        config["format"] = "mmrec-heads"
+        config["store"]["path"] = "openclipart (Debian openclipart-svg), bench/data/openclipart/store"
+        config["aligner"].pop("training", None)
+        config["trained_on"] = {"items": report.items, "train_items": report.train_items,
+                                "val_items": report.val_items, "best_step": report.best_step}
+        # a heads directory is an artifact like the others: staged, then published whole
+        with Artifact.create(out, Kind.HEADS) as staging:
+            shutil.copy(aligner / "heads.safetensors", staging / "heads.safetensors")
+            for kept in out.glob("README*"):  # the attribution written by hand stays
+                shutil.copy(kept, staging / kept.name)
+            write_json(staging / "config.json", config)
     print(f"wrote {out}: bridge weight {report.bridge_weight} ({report.bridge_weight_from})",
           file=sys.stderr)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mmrec.enums import HeadKind, IndexType, Modality, Pivot, parse_enum
+from mmrec.enums import HeadKind, IndexType, Modality, Pivot, Precision, parse_enum
 from mmrec.errors import ConfigError
 from mmrec.index import parse_index
 
@@ -32,6 +32,7 @@ class AlignConfig:
     val_split: float = 0.2
     seed: int = 0
     device: str = "auto"
+    precision: Precision = Precision.AUTO  # autocast of the training steps (see runtime.py)
     eval_every: int = 10  # steps between validation checks
     patience: int = 10  # validation checks without improvement before stopping
     init: str | None = None  # None: the shipped heads where they fit; or an aligner/heads dir
@@ -46,6 +47,9 @@ class AlignConfig:
         self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
         self.head = parse_enum(HeadKind, self.head, "--head")
         self.index = parse_index(self.index)
+        self.precision = parse_enum(Precision, self.precision, "--precision")
+        self.fusion = {parse_enum(Modality, m, "--fusion").value: float(w)
+                       for m, w in self.fusion.items()}
         if self.modalities is not None:
             self.modalities = [parse_enum(Modality, m, "--modalities").value for m in self.modalities]
         _check(self.steps is None or self.steps >= 0, f"--steps must be >= 0, got {self.steps}")
@@ -63,6 +67,22 @@ class AlignConfig:
                "--from-scratch and --init exclude each other")
         _check(all(w >= 0 for w in self.fusion.values()), "fusion weights must be >= 0")
         return self
+
+
+def parse_weights(text: str | None, option: str = "--fusion") -> dict[str, float]:
+    """``"text=1,image=0.5"`` as ``{"text": 1.0, "image": 0.5}``; None or "" as ``{}``."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"{option} takes MODALITY=WEIGHT pairs (e.g. text=1,image=0.5), "
+                              f"got {part!r}")
+        weights[parse_enum(Modality, name.strip(), option).value] = weight
+    return weights
 
 
 def _check(ok: bool, message: str) -> None:

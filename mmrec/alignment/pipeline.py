@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from mmrec.alignment.bridge import ImageNetBridge
     from mmrec.alignment.fusion import Projector
+    from mmrec.alignment.heads import HeadSet
     from mmrec.alignment.init import InitSource
     from mmrec.alignment.train import FitResult
     from mmrec.store import Store
@@ -165,10 +166,9 @@ def align(store: str | Path, out: str | Path, config: AlignConfig | None = None,
     store = Store.open(store)
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    run = _Run(store, config, progress)
-    fit = run.train(device)
-    projector = run.projector(fit)
-    report = run.write(out, projector, fit)
+    decided = plan(store, config, progress)
+    trained = train(decided, device, progress)
+    report = write(decided, out, trained, projection(decided, trained))
     report.seconds, report.device = time.perf_counter() - started, str(device)
     return report
 
@@ -184,141 +184,197 @@ def _configure(config: AlignConfig | None, overrides: dict[str, Any]) -> AlignCo
     return config.validate()
 
 
-class _Run:
-    """The state of one align run, step by step."""
+@dataclass(frozen=True)
+class Plan:
+    """What one align run will do, decided before any training: the store's arrays,
+    the split, the initial heads, the bridge and the modalities."""
 
-    def __init__(self, store: Store, config: AlignConfig, progress: Progress) -> None:
-        from mmrec.alignment import init
-        from mmrec.alignment.train import resolve_steps
+    store: Store
+    config: AlignConfig
+    arrays: StoreArrays
+    dim: int
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    source: InitSource | None
+    bridge: ImageNetBridge | None
+    steps: int
+    head_modalities: list[str]
+    modalities: list[str]
+    notes: tuple[str, ...]
 
-        self.store, self.config, self.progress, self.notes = store, config, progress, []
-        self.weight_scores: dict[float, float] = {}
-        modalities = _modalities(store, config)
-        self.dim = _dim(store, config)
-        self.arrays = StoreArrays.read(store, modalities)
-        self.train_rows, self.val_rows = split_items(self.arrays.ids, config.val_split, config.seed)
-        self.source = init.resolve(config, store, self.dim, log=self._note)
-        self.bridge = _bridge(store, config, modalities, self.notes)
-        paired = sum(self.arrays.masks[m][self.train_rows].astype(int) for m in modalities) >= 2
-        self.steps = resolve_steps(config, int(paired.sum()))  # what fit() will resolve too
-        self.head_modalities = _head_modalities(modalities, config, self.source,
-                                                self.bridge is not None, self.steps, self.notes)
-        self.modalities = [m for m in modalities
-                           if m in self.head_modalities or (m == "image" and self.bridge)]
-        if not self.modalities:
-            raise ConfigError("nothing to align: no modality has a head or a bridge")
 
-    def _note(self, message: str) -> None:
-        self.notes.append(message)
-        self.progress.log(message)
+@dataclass(frozen=True)
+class Trained:
+    """``train``'s result: the fitted heads (on the training device) and the fit."""
 
-    def heads(self) -> Any:
-        from mmrec.alignment.heads import HeadSet
+    heads: HeadSet
+    fit: FitResult
+    notes: tuple[str, ...]
 
-        dims = {m: self.store.dim(m) for m in self.head_modalities}
-        heads = HeadSet(dims, self.dim, self.config.head, self.config.hidden, self.config.pivot)
-        if self.source is not None:
-            copied = self.source.apply(heads)
-            fresh = [m for m in dims if m not in copied and not heads.is_identity(m)]
-            if fresh:
-                self._note(f"{', '.join(fresh)}: head from scratch (not in {self.source.label})")
-        return heads
 
-    def train(self, device: Any) -> FitResult:
-        from mmrec.alignment.train import TrainData, fit
+@dataclass(frozen=True)
+class Projection:
+    """Heads plus bridge that make the item vectors, and how the bridge weight was chosen."""
 
-        self.head_set = self.heads().to(device)
-        data = TrainData({m: self.arrays.matrices[m] for m in self.head_modalities},
-                         {m: self.arrays.masks[m] for m in self.head_modalities},
-                         self.train_rows, self.val_rows)
-        if self.steps > 0 and len(data.paired(self.train_rows)) < 2:
-            raise ConfigError("nothing to train on: fewer than two training items have "
-                              "two modalities", hint="use --steps 0 to apply the initial heads")
-        return fit(self.head_set, data, self.config, device, self.progress)
+    projector: Projector
+    weight_from: str | None
+    weight_scores: dict[float, float]
 
-    def projector(self, fit: FitResult) -> Projector:
-        from mmrec.alignment.fusion import Projector
 
-        projector = Projector(self.head_set, self.bridge, 0.0)
-        if self.bridge is not None:
-            projector.bridge_weight, self.weight_from = self._bridge_weight(projector, fit)
-        else:
-            self.weight_from = None
-        return projector
+def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
+    """Read the store and decide everything that does not need training."""
+    from mmrec.alignment import init
+    from mmrec.alignment.train import resolve_steps
 
-    def _bridge_weight(self, projector: Projector, fit: FitResult) -> tuple[float, str]:
-        if not self.head_set.has("image"):
-            return 1.0, "bridge only"
-        if self.config.bridge_weight is not None:
-            return self.config.bridge_weight, "given"
-        inherited = self.source.bridge_weight if self.source else None
-        if fit.steps == 0 and inherited is not None:
-            return inherited, self.source.label  # zero-shot: no peeking at the pairs
-        scores = bridge_weight_scores(projector, self.arrays, self.val_rows)
-        if scores:
-            self.weight_scores = scores
-            return max(scores, key=lambda w: (scores[w], -w)), "validation"
-        return (inherited if inherited is not None else 0.5), "default (no validation pairs)"
+    notes: list[str] = []
 
-    def project(self, projector: Projector) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        import numpy as np
+    def note(message: str) -> None:
+        notes.append(message)
+        progress.log(message)
 
-        out = {}
-        for m in self.modalities:
-            matrix, mask = self.arrays.matrices[m], self.arrays.masks[m]
-            projected = projector.project(m, matrix, self.arrays.norms[m])
-            out[m] = (np.where(mask[:, None], projected, 0.0).astype(np.float32), mask)
-        return out
+    modalities = _modalities(store, config)
+    dim = _dim(store, config)
+    arrays = StoreArrays.read(store, modalities)
+    train_rows, val_rows = split_items(arrays.ids, config.val_split, config.seed)
+    source = init.resolve(config, store, dim, log=note)
+    bridge = _bridge(store, config, modalities, notes)
+    paired = sum(arrays.masks[m][train_rows].astype(int) for m in modalities) >= 2
+    steps = resolve_steps(config, int(paired.sum()))  # what fit() will resolve too
+    heads = _head_modalities(modalities, config, source, bridge is not None, steps, notes)
+    kept = [m for m in modalities if m in heads or (m == "image" and bridge)]
+    if not kept:
+        raise ConfigError("nothing to align: no modality has a head or a bridge")
+    return Plan(store, config, arrays, dim, train_rows, val_rows, source, bridge, steps, heads,
+                kept, tuple(notes))
 
-    def write(self, out: Path, projector: Projector, fit: FitResult) -> AlignReport:
-        from mmrec.alignment.aligner import write_aligner
-        from mmrec.alignment.fusion import fuse
-        from mmrec.alignment.retrieval import retrieval_metrics
 
-        projected = self.project(projector)
-        fused, have = fuse(projected, self.config.fusion)
-        keep = have.nonzero()[0]
-        ids = [self.arrays.ids[i] for i in keep]
-        projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
-        val = set(self.arrays.ids[i] for i in self.val_rows)
-        val_rows = _rows_of(ids, val)
-        metrics = retrieval_metrics(projected, val_rows)
-        info = self._info(projector, fit, metrics)
-        contents = _contents(self.store, ids, projected, fused[keep], val, self.config, info)
-        write_aligner(out, self.config, self.store, self.head_set.to("cpu"), contents)
-        return self._report(out, ids, val_rows, projector, fit, metrics)
+def initial_heads(plan: Plan, log: Any) -> HeadSet:
+    """The heads training starts from: copied from the init source where it has them."""
+    from mmrec.alignment.heads import HeadSet
 
-    def _info(self, projector: Projector, fit: FitResult, metrics: dict[str, Any]) -> dict[str, Any]:
-        bridge = {"enabled": projector.bridge is not None}
-        if projector.bridge is not None:
-            bridge.update(weight=projector.bridge_weight, chosen_by=self.weight_from,
-                          temperature=projector.bridge.temperature,
-                          val_r10_by_weight={str(w): r for w, r in self.weight_scores.items()})
-        return {
-            "modalities": self.modalities, "dim": self.dim, "bridge": bridge,
-            "architecture": self.head_set.architecture(),
-            "init": self.source.label if self.source else "scratch",
-            "temperature": self.head_set.temperature(),
-            "training": {"steps": fit.steps, "best_step": fit.best_step,
-                         "stopped_early": fit.stopped_early,
-                         "val_r10": None if math.isnan(fit.best_r10) else fit.best_r10,
-                         "history": fit.history},
-            "validation": metrics,
-        }
+    config = plan.config
+    dims = {m: plan.store.dim(m) for m in plan.head_modalities}
+    heads = HeadSet(dims, plan.dim, config.head, config.hidden, config.pivot)
+    if plan.source is not None:
+        copied = plan.source.apply(heads)
+        fresh = [m for m in dims if m not in copied and not heads.is_identity(m)]
+        if fresh:
+            log(f"{', '.join(fresh)}: head from scratch (not in {plan.source.label})")
+    return heads
 
-    def _report(self, out: Path, ids: list[str], val_rows: np.ndarray, projector: Projector,
-                fit: FitResult, metrics: dict[str, Any]) -> AlignReport:
-        return AlignReport(
-            aligner=str(out), store=str(self.store.path), items=len(ids),
-            modalities=self.modalities, pivot=self.config.pivot.value, dim=self.dim,
-            head=self.config.head.value, init=self.source.label if self.source else "scratch",
-            train_items=len(ids) - len(val_rows), val_items=len(val_rows), steps=fit.steps,
-            best_step=fit.best_step, stopped_early=fit.stopped_early, val_r10=fit.best_r10,
-            temperature=self.head_set.temperature(),
-            bridge_weight=projector.bridge_weight if projector.bridge is not None else None,
-            bridge_weight_from=self.weight_from, retrieval=metrics, seconds=0.0, device="",
-            notes=self.notes,
-        )
+
+def train(plan: Plan, device: Any, progress: Progress) -> Trained:
+    from mmrec.alignment.train import TrainData, fit
+
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        progress.log(message)
+
+    heads = initial_heads(plan, note).to(device)
+    data = TrainData({m: plan.arrays.matrices[m] for m in plan.head_modalities},
+                     {m: plan.arrays.masks[m] for m in plan.head_modalities},
+                     plan.train_rows, plan.val_rows)
+    if plan.steps > 0 and len(data.paired(plan.train_rows)) < 2:
+        raise ConfigError("nothing to train on: fewer than two training items have "
+                          "two modalities", hint="use --steps 0 to apply the initial heads")
+    return Trained(heads, fit(heads, data, plan.config, device, progress), tuple(notes))
+
+
+def projection(plan: Plan, trained: Trained) -> Projection:
+    """The projector of the item vectors, with the bridge weight chosen (if there is a bridge)."""
+    from mmrec.alignment.fusion import Projector
+
+    projector = Projector(trained.heads, plan.bridge, 0.0)
+    if plan.bridge is None:
+        return Projection(projector, None, {})
+    weight, chosen_by, scores = _bridge_weight(plan, trained, projector)
+    projector.bridge_weight = weight
+    return Projection(projector, chosen_by, scores)
+
+
+def _bridge_weight(plan: Plan, trained: Trained,
+                   projector: Projector) -> tuple[float, str, dict[float, float]]:
+    if not trained.heads.has("image"):
+        return 1.0, "bridge only", {}
+    if plan.config.bridge_weight is not None:
+        return plan.config.bridge_weight, "given", {}
+    inherited = plan.source.bridge_weight if plan.source else None
+    if trained.fit.steps == 0 and inherited is not None:
+        return inherited, plan.source.label, {}  # zero-shot: no peeking at the pairs
+    scores = bridge_weight_scores(projector, plan.arrays, plan.val_rows)
+    if scores:
+        return max(scores, key=lambda w: (scores[w], -w)), "validation", scores
+    return (inherited if inherited is not None else 0.5), "default (no validation pairs)", {}
+
+
+def project(plan: Plan, projector: Projector) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    import numpy as np
+
+    out = {}
+    for m in plan.modalities:
+        matrix, mask = plan.arrays.matrices[m], plan.arrays.masks[m]
+        projected = projector.project(m, matrix, plan.arrays.norms[m])
+        out[m] = (np.where(mask[:, None], projected, 0.0).astype(np.float32), mask)
+    return out
+
+
+def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignReport:
+    """Project, fuse, measure and publish the aligner ``out``; the report of the run."""
+    from mmrec.alignment.aligner import write_aligner
+    from mmrec.alignment.fusion import fuse
+    from mmrec.alignment.retrieval import retrieval_metrics
+
+    projected = project(plan, chosen.projector)
+    fused, have = fuse(projected, plan.config.fusion)
+    keep = have.nonzero()[0]
+    ids = [plan.arrays.ids[i] for i in keep]
+    projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
+    val = set(plan.arrays.ids[i] for i in plan.val_rows)
+    val_rows = _rows_of(ids, val)
+    metrics = retrieval_metrics(projected, val_rows)
+    info = _info(plan, trained, chosen, metrics)
+    contents = _contents(plan.store, ids, projected, fused[keep], val, plan.config, info)
+    write_aligner(out, plan.config, plan.store, trained.heads.to("cpu"), contents)
+    return _report(plan, out, ids, val_rows, trained, chosen, metrics)
+
+
+def _info(plan: Plan, trained: Trained, chosen: Projection,
+          metrics: dict[str, Any]) -> dict[str, Any]:
+    projector, fit, heads = chosen.projector, trained.fit, trained.heads
+    bridge = {"enabled": projector.bridge is not None}
+    if projector.bridge is not None:
+        bridge.update(weight=projector.bridge_weight, chosen_by=chosen.weight_from,
+                      temperature=projector.bridge.temperature,
+                      val_r10_by_weight={str(w): r for w, r in chosen.weight_scores.items()})
+    return {
+        "modalities": plan.modalities, "dim": plan.dim, "bridge": bridge,
+        "architecture": heads.architecture(),
+        "init": plan.source.label if plan.source else "scratch",
+        "temperature": heads.temperature(),
+        "training": {"steps": fit.steps, "best_step": fit.best_step,
+                     "stopped_early": fit.stopped_early,
+                     "val_r10": None if math.isnan(fit.best_r10) else fit.best_r10,
+                     "history": fit.history},
+        "validation": metrics,
+    }
+
+
+def _report(plan: Plan, out: Path, ids: list[str], val_rows: np.ndarray, trained: Trained,
+            chosen: Projection, metrics: dict[str, Any]) -> AlignReport:
+    fit, projector, config = trained.fit, chosen.projector, plan.config
+    return AlignReport(
+        aligner=str(out), store=str(plan.store.path), items=len(ids),
+        modalities=plan.modalities, pivot=config.pivot.value, dim=plan.dim,
+        head=config.head.value, init=plan.source.label if plan.source else "scratch",
+        train_items=len(ids) - len(val_rows), val_items=len(val_rows), steps=fit.steps,
+        best_step=fit.best_step, stopped_early=fit.stopped_early, val_r10=fit.best_r10,
+        temperature=trained.heads.temperature(),
+        bridge_weight=projector.bridge_weight if projector.bridge is not None else None,
+        bridge_weight_from=chosen.weight_from, retrieval=metrics, seconds=0.0, device="",
+        notes=[*plan.notes, *trained.notes],
+    )
 
 
 def _rows_of(ids: list[str], wanted: set[str]) -> np.ndarray:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from mmrec.alignment.config import AlignConfig
 from mmrec.alignment.losses import multimodal_info_nce
 from mmrec.alignment.retrieval import validation_score as score_pairs
+from mmrec.enums import Precision
 from mmrec.progress import NullProgress, Progress
+from mmrec.runtime import autocast
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,7 +159,7 @@ class _Loop:
         r10 = best.r10
         for step in range(1, total + 1):
             loss = _step(self.heads, self.optimizer, self.x, self.present, next(self.batches),
-                         self.device)
+                         self.device, self.config.precision)
             result.steps = step
             if validate and (step % self.config.eval_every == 0 or step == total):
                 score = validation_score(self.heads, self.data)
@@ -205,13 +207,15 @@ def _optimizer(heads: HeadSet, config: AlignConfig) -> Any:
 
 
 def _step(heads: HeadSet, optimizer: Any, x: dict[str, Any], present: dict[str, Any],
-          batch: np.ndarray, device: torch.device) -> float:
+          batch: np.ndarray, device: torch.device, precision: Precision) -> float:
     import torch
 
     heads.net.train()
     index = torch.as_tensor(batch, device=device)
-    vectors = {m: heads(m, x[m][index]) for m in x}
-    loss = multimodal_info_nce(vectors, {m: present[m][index] for m in present}, heads.scale())
+    with autocast(device, precision):  # the forward pass only; backward follows its dtypes
+        vectors = {m: heads(m, x[m][index]) for m in x}
+        loss = multimodal_info_nce(vectors, {m: present[m][index] for m in present},
+                                   heads.scale())
     if loss is None:
         return float("nan")
     optimizer.zero_grad(set_to_none=True)
