@@ -45,6 +45,7 @@ def _noise(seconds: float, seed: int = 0) -> torch.Tensor:
     return torch.rand(round(seconds * SR), generator=gen) * 0.2 - 0.1
 
 
+@pytest.mark.slow  # the real aiSFX weights
 def test_golden_embeddings_match_the_original_package(encoder, golden):
     waves = _waves(golden)
     # One batch of different lengths: also checks each clip's blocks are averaged apart.
@@ -54,6 +55,7 @@ def test_golden_embeddings_match_the_original_package(encoder, golden):
     assert cosines.min() >= 0.999, dict(zip(golden["names"], cosines.round(5), strict=True))
 
 
+@pytest.mark.slow  # the real aiSFX weights
 def test_bf16_autocast_stays_close(encoder, golden):
     # CUDA runs encoders under bf16 autocast; CPU autocast exercises the same code path.
     wave, reference = golden["wave_3"], golden["embeddings"][3]
@@ -130,16 +132,19 @@ def test_window_is_symmetric_hann():
     assert window[0] == 0 and window[-1] == 0
 
 
+@pytest.mark.slow  # the real aiSFX weights
 def test_silence_gives_finite_output(encoder):
     out = encoder.encode([np.zeros(SR, dtype=np.float32), np.zeros(10, dtype=np.float32)])
     assert out.shape == (2, 512) and np.isfinite(out).all()
 
 
+@pytest.mark.slow  # the real aiSFX weights
 def test_empty_waveform_raises_input_error(encoder):
     with pytest.raises(InputError, match="empty"):
         encoder.encode([np.zeros(0, dtype=np.float32)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [np.zeros((2, SR), np.float32), np.full(SR, np.nan, np.float32)])
 def test_unusable_waveform_raises_input_error(encoder, bad):
     with pytest.raises(InputError):

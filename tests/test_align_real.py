@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from conftest import make_catalog
 from mmrec.cli.main import app
 
+pytestmark = pytest.mark.slow  # encodes with the real offline default encoders
 runner = CliRunner()
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 PICTURES = ["cat", "dog", "cow", "horse", "duck", "frog", "guitar", "piano", "bicycle", "boat",

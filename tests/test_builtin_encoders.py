@@ -14,6 +14,7 @@ from mmrec.catalog import load_image
 from mmrec.encoders.registry import create
 from mmrec.resources import asset
 
+pytestmark = pytest.mark.slow  # the real MiniLM and EfficientNet-Lite0 weights
 FIXTURES = Path(__file__).parent / "fixtures"
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENCODERS, make_catalog
+from mmrec.encoders.base import Modality
 from mmrec.encoding import encode
 from mmrec.errors import StoreError
 from mmrec.store import Store
@@ -21,7 +22,9 @@ def store(tmp_path, media, rows):
 def test_round_trip_and_raw_norms(store):
     from fake_encoders import _seeded
 
-    assert store.modalities == [m for m in store.modalities]  # enum members
+    # enum members, not strings, in the catalog's modality order
+    assert store.modalities == [Modality.TEXT, Modality.IMAGE, Modality.AUDIO]
+    assert all(type(m) is Modality for m in store.modalities)
     assert store.encoders()["text"]["dim"] == 8
     ids, unit = store.vectors("text")
     raw = unit * store.norms("text")[[store.row(i) for i in ids], None]
