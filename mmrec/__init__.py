@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from mmrec.encoding import EncodeReport
+    from mmrec.handle import AlignerHandle, ModelHandle
     from mmrec.query import Hit, Query
     from mmrec.recsys.train import TrainReport
 
@@ -40,6 +41,17 @@ def recommend(path: Any, query: Query) -> list[Hit]:
     return run(path, query)
 
 
+def open(path: Any) -> AlignerHandle | ModelHandle:
+    """A resident handle on an aligner or model directory: loaded once, queried many times.
+
+    ``mmrec.open("aligner/").ask(Query(text="a barking dog"))`` answers what
+    ``mmrec.recommend`` does, without reloading encoders, index and metadata per query.
+    """
+    from mmrec.handle import open as _open
+
+    return _open(path)
+
+
 def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
     """Metrics of an aligner (cross-modal retrieval) or a model (recommendation)."""
     from mmrec.artifacts import Kind, kind_of
@@ -63,4 +75,4 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
 # as soon as any ``mmrec.align.*`` module is imported. The package imports nothing heavy.
 from mmrec import align  # noqa: E402
 
-__all__ = ["__version__", "align", "encode", "evaluate", "recommend", "train"]
+__all__ = ["__version__", "align", "encode", "evaluate", "open", "recommend", "train"]
