@@ -4,7 +4,7 @@ from __future__ import annotations
 import typer
 
 from mmrec import __version__
-from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train
+from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, serve, train
 
 app = typer.Typer(
     name="mmrec",
@@ -39,6 +39,7 @@ app.command("train")(train.train)
 app.command("recommend")(recommend.recommend)
 app.command("evaluate")(evaluate.evaluate)
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

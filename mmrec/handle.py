@@ -45,6 +45,8 @@ class Handle(Protocol):
 
     def ids(self) -> list[str]: ...
 
+    def has(self, item_id: str) -> bool: ...
+
     def item(self, item_id: str) -> dict[str, Any]: ...
 
     def media(self, item_id: str, modality: str) -> Path: ...
@@ -172,6 +174,9 @@ class AlignerHandle:
     def ids(self) -> list[str]:
         return self._items.order
 
+    def has(self, item_id: str) -> bool:
+        return item_id in self._items.known
+
     def item(self, item_id: str) -> dict[str, Any]:
         return self._items.describe(item_id)
 
@@ -269,6 +274,9 @@ class ModelHandle:
 
     def ids(self) -> list[str]:
         return self._items.order
+
+    def has(self, item_id: str) -> bool:
+        return item_id in self._items.known
 
     def users(self) -> list[str]:
         return self.model.data.user_ids

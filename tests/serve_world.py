@@ -59,3 +59,13 @@ def build(root: Path) -> types.SimpleNamespace:
            "--epochs", "3", "--batch-size", "32", "--warmup", "2")
     return types.SimpleNamespace(root=root, catalog=catalog, store=root / "store",
                                  aligner=root / "aligner", model=root / "model", inter=inter)
+
+
+_BUILT: dict[str, types.SimpleNamespace] = {}
+
+
+def shared(tmp_path_factory) -> types.SimpleNamespace:
+    """One world per test session: every serve test module reads it, none writes it."""
+    if "world" not in _BUILT:
+        _BUILT["world"] = build(tmp_path_factory.mktemp("serve-world"))
+    return _BUILT["world"]

@@ -6,12 +6,12 @@ import pytest
 import mmrec
 from mmrec.errors import ConfigError, UnknownIdError
 from mmrec.query import Query
-from serve_world import build
+from serve_world import shared
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("serve"))
+    return shared(tmp_path_factory)
 
 
 def same(a, b):
