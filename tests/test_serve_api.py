@@ -255,3 +255,25 @@ def test_republished_directory_is_picked_up_without_dropping_requests(world, tmp
     assert statuses and set(statuses) == {200}
     expected = [h.as_dict() for h in mmrec.recommend(live, Query(text="red", k=5))]
     assert without_media(after) == expected and after != before
+
+
+def test_a_broken_republish_keeps_the_old_directory_serving(world, tmp_path):
+    import time
+
+    from mmrec.atomic import publish_dir
+
+    live = tmp_path / "live"
+    shutil.copytree(world.aligner, live)
+    with TestClient(create_app(ServeConfig([live]))) as c:
+        before = c.post("/search", json={"text": "red", "k": 3}).json()["results"]
+        broken = tmp_path / ".broken"
+        broken.mkdir()
+        (broken / "config.json").write_text("{ half a file")
+        publish_dir(broken, live)
+        deadline = time.monotonic() + 20
+        while "error" not in c.get("/health").json()["served"][0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        served = c.get("/health").json()["served"][0]
+        assert "reload failed" in served["error"] and served["reloads"] == 0
+        again = c.post("/search", json={"text": "red", "k": 3})
+        assert again.status_code == 200 and again.json()["results"] == before
