@@ -51,6 +51,8 @@ class Handle(Protocol):
 
     def media(self, item_id: str, modality: str) -> Path: ...
 
+    def info(self) -> dict[str, Any]: ...
+
 
 def open(path: str | Path) -> AlignerHandle | ModelHandle:
     """A resident handle on the aligner or model directory at ``path``."""
