@@ -277,3 +277,19 @@ def test_a_broken_republish_keeps_the_old_directory_serving(world, tmp_path):
         assert "reload failed" in served["error"] and served["reloads"] == 0
         again = c.post("/search", json={"text": "red", "k": 3})
         assert again.status_code == 200 and again.json()["results"] == before
+
+
+def test_cli_passes_options_and_takes_the_token_from_the_environment(world, monkeypatch):
+    import mmrec.serve.app
+
+    seen = []
+    monkeypatch.setattr(mmrec.serve.app, "serve", seen.append)
+    monkeypatch.setenv("MMREC_TOKEN", "from-the-env")
+    result = CliRunner().invoke(cli, ["serve", str(world.aligner), str(world.model), "--host",
+                                      "0.0.0.0", "--port", "9123", "--cors", "http://a.example",
+                                      "--max-body-mb", "1"])
+    assert result.exit_code == 0, result.output
+    (config,) = seen
+    assert config.token == "from-the-env" and config.port == 9123 and config.host == "0.0.0.0"
+    assert config.cors == ["http://a.example"] and config.max_body == 1 << 20
+    assert config.paths == [world.aligner, world.model]
