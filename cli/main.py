@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train
+from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, serve, train
 from mmrec.cli._common import DEBUG_HELP, Command
 from mmrec.version import __version__
 
@@ -41,6 +41,7 @@ for name, command in (
     ("recommend", recommend.recommend),
     ("evaluate", evaluate.evaluate),
     ("demo", demo.demo),
+    ("serve", serve.serve),
 ):
     app.command(name, cls=Command)(command)
 

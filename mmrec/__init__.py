@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from mmrec.alignment.config import AlignConfig
     from mmrec.alignment.pipeline import AlignReport
     from mmrec.encoding import EncodeReport
+    from mmrec.handle import AlignerHandle, ModelHandle
     from mmrec.progress import Progress
     from mmrec.query import Hit, Query
     from mmrec.recsys.train import TrainReport
@@ -50,6 +51,17 @@ def recommend(path: Any, query: Query, store: Any = None) -> list[Hit]:
     return run(path, query, store)
 
 
+def open(path: Any) -> AlignerHandle | ModelHandle:
+    """A resident handle on an aligner or model directory: loaded once, queried many times.
+
+    ``mmrec.open("aligner/").ask(Query(text="a barking dog"))`` answers what
+    ``mmrec.recommend`` does, without reloading encoders, index and metadata per query.
+    """
+    from mmrec.handle import open as _open
+
+    return _open(path)
+
+
 def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
     """Metrics of an aligner (cross-modal retrieval) or a model (recommendation)."""
     from mmrec.artifacts import Kind, kind_of
@@ -82,4 +94,4 @@ def align(store: Any, out: Any, config: AlignConfig | None = None,
     return _align(store, out, config, progress, **overrides)
 
 
-__all__ = ["__version__", "align", "encode", "evaluate", "recommend", "train"]
+__all__ = ["__version__", "align", "encode", "evaluate", "open", "recommend", "train"]

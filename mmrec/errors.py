@@ -63,3 +63,7 @@ class DeviceError(MMRecError):
 
 class ConfigError(MMRecError):
     """An option value or combination is invalid."""
+
+
+class UnknownIdError(InputError):
+    """A query names an item or user id that the directory does not hold."""

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 HEAVY = ["torch", "transformers", "open_clip", "faiss", "PIL", "torchaudio", "torchvision",
-         "sentence_transformers", "matplotlib"]
+         "sentence_transformers", "matplotlib", "fastapi", "starlette", "uvicorn"]
 
 
 def _loaded(code: str) -> list[str]:
@@ -24,7 +24,7 @@ def test_cli_import_loads_no_heavy_module():
 def test_help_loads_no_heavy_module():
     code = ("from typer.testing import CliRunner\nfrom mmrec.cli.main import app\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
-            "for c in ['encode', 'encoders', 'demo', 'train', 'align']:\n"
+            "for c in ['encode', 'encoders', 'demo', 'train', 'align', 'serve']:\n"
             "    assert CliRunner().invoke(app, [c, '--help']).exit_code == 0")
     assert _loaded(code) == []
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENCODERS, make_catalog
-from mmrec.encoders.base import Modality
 from mmrec.encoding import encode
+from mmrec.enums import Modality
 from mmrec.errors import StoreError
 from mmrec.store import Store
 

@@ -1,0 +1,348 @@
+"""The resident handle: an aligner or model directory opened once, answering many queries.
+
+``mmrec.open(path)`` loads what queries need (ids, metadata, indexes, the query
+encoders and heads) and keeps it, so a query costs its own encoding and a faiss
+search, never a model load. :class:`AlignerHandle` searches, :class:`ModelHandle`
+recommends; both answer ``ask(query)`` and batches (``search`` / ``recommend``),
+describe items and name the media files their catalog holds.
+
+The answers are those of ``mmrec.recommend(path, query)``: the per-call code in
+``mmrec.alignment.search`` and ``mmrec.recsys.recommend`` loads everything again on every
+call, so the cached paths are written here beside it, reusing its helpers.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mmrec.artifacts import CONFIG, Kind, kind_of, read_json
+from mmrec.errors import ConfigError, UnknownIdError
+from mmrec.query import Hit, Query, pop_title
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from mmrec.enums import Target
+    from mmrec.index import VectorIndex
+
+MEDIA = ("image", "audio")
+
+
+class Handle(Protocol):
+    """What every resident handle answers, whatever directory it holds."""
+
+    path: Path
+    kind: Kind
+    stamp: tuple[int, int]
+
+    @property
+    def name(self) -> str: ...
+
+    def ask(self, query: Query) -> list[Hit]: ...
+
+    def ids(self) -> list[str]: ...
+
+    def has(self, item_id: str) -> bool: ...
+
+    def item(self, item_id: str) -> dict[str, Any]: ...
+
+    def media(self, item_id: str, modality: str) -> Path: ...
+
+    def info(self) -> dict[str, Any]: ...
+
+
+def open(path: str | Path) -> AlignerHandle | ModelHandle:
+    """A resident handle on the aligner or model directory at ``path``."""
+    path = Path(path)
+    handle = AlignerHandle if kind_of(path) is Kind.ALIGNER else ModelHandle
+    return handle(path)
+
+
+def stamp_of(path: Path) -> tuple[int, int]:
+    """Identity of the directory's current publication: mmrec republishes a directory by
+    renaming a new one into place, so its config file's inode and mtime change."""
+    info = os.stat(path / CONFIG)
+    return info.st_ino, info.st_mtime_ns
+
+
+def check_k(k: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"-k must be a whole number of at least 1, got {k!r}")
+
+
+class _Items:
+    """Ids, display metadata and the media files of one directory's items."""
+
+    def __init__(self, ids: list[str], metadata: dict[str, dict[str, Any]],
+                 store_manifest: dict[str, Any]) -> None:
+        self.order = ids
+        self.known = set(ids)
+        self.metadata = metadata
+        self.files, self.media_note = _media_files(store_manifest, self.known)
+
+    def require(self, item_id: str) -> None:
+        if item_id not in self.known:
+            raise UnknownIdError(f"unknown item id {item_id!r}")
+
+    def describe(self, item_id: str) -> dict[str, Any]:
+        self.require(item_id)
+        meta = dict(self.metadata.get(item_id, {}))
+        title = pop_title(meta)
+        out: dict[str, Any] = {"id": item_id, **({"title": title} if title else {})}
+        out["metadata"] = meta
+        out["media"] = sorted(self.files.get(item_id, {}))
+        return out
+
+    def media(self, item_id: str, modality: str) -> Path:
+        self.require(item_id)
+        if modality not in MEDIA:
+            raise ConfigError(f"media must be one of {', '.join(MEDIA)}, got {modality!r}")
+        file = self.files.get(item_id, {}).get(modality)
+        if file is None:
+            raise UnknownIdError(f"item {item_id!r} has no {modality} file")
+        return file
+
+
+def _media_files(manifest: dict[str, Any], known: set[str]) -> tuple[dict[str, dict[str, Path]], str]:
+    """The image and audio files the encoded catalog names for ``known`` ids.
+
+    The store keeps metadata without file paths, so they are read again from the catalog
+    the store's manifest records, through the same reader ``encode`` used (paths resolved
+    against the catalog file). Nothing else is ever served.
+    """
+    from mmrec.catalog import read_catalog
+    from mmrec.errors import MMRecError
+
+    source = manifest.get("catalog")
+    if not source:
+        return {}, "the store records no catalog"
+    try:
+        catalog = read_catalog(source, manifest.get("text_fields") or None)
+    except MMRecError as exc:
+        return {}, f"media unavailable: {exc}"
+    files = {}
+    for item in catalog.items:
+        found = {m: getattr(item, m) for m in MEDIA if getattr(item, m) is not None}
+        if item.id in known and found:
+            files[item.id] = found
+    return files, ""
+
+
+class AlignerHandle:
+    """An aligner directory, resident: searches by text, image, audio or item ids."""
+
+    kind = Kind.ALIGNER
+
+    def __init__(self, path: Path) -> None:
+        from mmrec.alignment.aligner import Aligner
+        from mmrec.enums import Target
+
+        self.path = Path(path)
+        self.stamp = stamp_of(self.path)
+        self.aligner = Aligner.open(self.path)
+        a = self.aligner
+        # everything a query touches is loaded now: a republished directory deletes the
+        # old files, and an in-flight query on this handle must still find its data
+        a.all_projected()
+        self._fused = a.fused()
+        targets = [Target.FUSED, *(Target(m) for m in a.modalities)]
+        self._indexes: dict[Target, VectorIndex] = {t: a.index(t) for t in targets}
+        self._items = _Items(a.ids, a.items, read_json(self.path / "manifest.json"))
+        self._encoders = self._load_encoders()
+        self._projector = a.projector(with_bridge="image" in a.modalities)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @cached_property
+    def _device(self) -> Any:
+        from mmrec.runtime import resolve_device
+
+        return resolve_device("auto")
+
+    def _load_encoders(self) -> dict[str, Any]:
+        from mmrec.encoders.registry import create
+
+        encoders = {}
+        for modality in self.aligner.modalities:
+            encoders[modality] = create(self.aligner.encoders[modality]["encoder"], modality)
+            encoders[modality].load(self._device)
+        return encoders
+
+    def ids(self) -> list[str]:
+        return self._items.order
+
+    def has(self, item_id: str) -> bool:
+        return item_id in self._items.known
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        return self._items.describe(item_id)
+
+    def media(self, item_id: str, modality: str) -> Path:
+        return self._items.media(item_id, modality)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind.value, "items": len(self.ids()),
+                "modalities": self.aligner.modalities, "media": not self._items.media_note}
+
+    def ask(self, query: Query) -> list[Hit]:
+        return self.search([query])[0]
+
+    def search(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """Top ``k`` items per query, as ``mmrec.recommend(aligner, query)`` answers it."""
+        import numpy as np
+
+        targets = [self._check(q) for q in queries]
+        vectors = [self._vector(q) for q in queries]
+        out: list[list[Hit]] = [[] for _ in queries]
+        for target in dict.fromkeys(targets):  # one faiss call per target
+            group = [n for n, t in enumerate(targets) if t is target]
+            found = self._indexes[target].search(
+                np.stack([vectors[n] for n in group]), max(queries[n].k for n in group),
+                exclude=[set(queries[n].items) for n in group])
+            for n, hits in zip(group, found, strict=True):
+                out[n] = [self._hit(target, vectors[n], i, s, queries[n].explain)
+                          for i, s in hits[: queries[n].k]]
+        return out
+
+    def _check(self, query: Query) -> Target:
+        from mmrec.enums import Target, parse_enum
+
+        target = parse_enum(Target, query.modality, "--modality")
+        if target is not Target.FUSED:
+            self.aligner.require(target.value)
+        if query.user is not None or query.history:
+            raise ConfigError("an aligner searches by content or item; --user and --history "
+                              "need a trained model", hint="train one with `mmrec train`")
+        check_k(query.k)
+        for item_id in query.items:
+            self._items.require(item_id)
+        return target
+
+    def _vector(self, query: Query) -> np.ndarray:
+        """``mmrec.alignment.search.query_vector`` with resident encoders and fused rows."""
+        import numpy as np
+
+        from mmrec.vectors import unit_rows
+
+        parts = self._content_parts(query)
+        parts += [np.asarray(self._fused[self.aligner.row(i)], dtype=np.float32)
+                  for i in query.items]
+        if not parts:
+            raise ConfigError("nothing to search for: give --text, --image, --audio or --item")
+        return unit_rows(np.mean(parts, axis=0))
+
+    def _content_parts(self, query: Query) -> list[np.ndarray]:
+        from mmrec.alignment.search import _decode, _sources
+
+        sources = _sources(self.aligner, query)
+        inputs = {m: _decode(m, v, self._encoders[m]) for m, v in sources.items()}
+        parts = []
+        for modality, value in inputs.items():
+            unit, norms = self._encoders[modality].encode([value], batch_size=1, return_norms=True)
+            parts.append(self._projector.project(modality, unit, norms)[0])
+        return parts
+
+    def _hit(self, target: Target, vector: np.ndarray, item_id: str, score: float,
+             explain: bool) -> Hit:
+        from mmrec.alignment.search import _hit
+
+        return _hit(self.aligner, target, vector, item_id, score, explain)
+
+
+class ModelHandle:
+    """A trained model directory, resident: recommends for users, histories or items."""
+
+    kind = Kind.MODEL
+
+    def __init__(self, path: Path) -> None:
+        from mmrec.index import VectorIndex
+        from mmrec.recsys.model import load_model
+
+        self.path = Path(path)
+        self.stamp = stamp_of(self.path)
+        self.model = load_model(self.path)
+        self.store = self.model.store()
+        self._index = VectorIndex.load(self.path)
+        self._items = _Items(self.model.data.item_ids, self.store.items(), self.store.manifest)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def ids(self) -> list[str]:
+        return self._items.order
+
+    def has(self, item_id: str) -> bool:
+        return item_id in self._items.known
+
+    def users(self) -> list[str]:
+        return self.model.data.user_ids
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        return self._items.describe(item_id)
+
+    def media(self, item_id: str, modality: str) -> Path:
+        return self._items.media(item_id, modality)
+
+    def info(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind.value, "items": len(self.ids()),
+                "users": len(self.users()), "model": self.model.kind,
+                "media": not self._items.media_note}
+
+    def ask(self, query: Query) -> list[Hit]:
+        return self.recommend([query])[0]
+
+    def recommend(self, queries: Sequence[Query]) -> list[list[Hit]]:
+        """Top ``k`` items per query, as ``mmrec.recommend(model, query)`` answers it."""
+        import numpy as np
+
+        anchors = [self._anchor(q) for q in queries]
+        vectors = [self._vector(q, *a) for q, a in zip(queries, anchors, strict=True)]
+        seen = [self._seen(q, a[1]) for q, a in zip(queries, anchors, strict=True)]
+        found = self._index.search(np.concatenate(vectors), max(q.k for q in queries),
+                                   exclude=seen)
+        return [self._hits(q, v[0], a, f[: q.k])
+                for q, v, a, f in zip(queries, vectors, anchors, found, strict=True)]
+
+    def _anchor(self, query: Query) -> tuple[int, np.ndarray]:
+        from mmrec.recsys.recommend import _anchor, _check
+
+        _check(query)
+        check_k(query.k)
+        if query.user is not None and self.model.user_row(query.user) is None:
+            raise UnknownIdError(f"unknown user {query.user!r}",
+                                 hint="for a new user pass a history of item ids")
+        for item_id in query.history or query.items:
+            self._items.require(item_id)
+        return _anchor(self.model, query)
+
+    def _vector(self, query: Query, user: int, history: np.ndarray) -> np.ndarray:
+        from mmrec.recsys.recommend import _query_vector
+
+        return _query_vector(self.model, query, user, history)
+
+    def _seen(self, query: Query, history: np.ndarray) -> list[str]:
+        if query.exclude_seen or query.items:
+            return [self.model.data.item_ids[h] for h in history]
+        return []
+
+    def _hits(self, query: Query, vector: np.ndarray, anchor: tuple[int, np.ndarray],
+              found: list[tuple[str, float]]) -> list[Hit]:
+        import numpy as np
+
+        from mmrec.recsys.recommend import _explanations
+
+        rows = np.array([self.model.item_row(i) for i, _ in found], dtype=np.int64)
+        why = (_explanations(self.model, self.store, vector, *anchor, rows, self._items.metadata)
+               if query.explain else {})
+        hits = []
+        for (item_id, score), row in zip(found, rows, strict=True):
+            meta = dict(self._items.metadata.get(item_id, {}))
+            hits.append(Hit(id=item_id, score=score, title=pop_title(meta), metadata=meta,
+                            explanation=why.get(int(row))))
+        return hits
