@@ -14,6 +14,7 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
+from mmrec.distributed import is_main
 from mmrec.runtime import DeviceChoice
 
 
@@ -48,6 +49,8 @@ def align(
             init=str(init) if init else None, from_scratch=from_scratch, bridge=bridge,
             bridge_weight=bridge_weight, modalities=split_list(modalities), device=device.value,
         )
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(report.as_dict())
     else:
