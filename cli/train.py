@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
+from mmrec.distributed import is_main
 from mmrec.recsys.config import ModelKind, SplitKind, TrainConfig
 from mmrec.runtime import DeviceChoice
 
@@ -56,6 +57,8 @@ def train(
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
                      config=config, progress=progress)
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(report.as_dict())
         return
