@@ -43,27 +43,31 @@ def _ray() -> Any:
 
 
 class _Worker:
-    """A Ray actor: one loaded encoder, encoding the chunks it is handed."""
+    """A Ray actor: the run's encoders, each loaded once, encoding the chunks it is handed.
 
-    def __init__(self, name: str, modality: str, device: str, batch_size: int | None) -> None:
-        from mmrec.encoders.base import Modality
+    One actor serves every modality of the run, so a worker process (and its torch
+    import) starts once, not once per modality."""
+
+    def __init__(self, device: str, batch_size: int | None) -> None:
+        self.device, self.batch_size = device, batch_size
+        self.encoders: dict[str, Any] = {}
+
+    def _encoder(self, name: str, modality: Modality) -> Any:
         from mmrec.encoders.registry import create
         from mmrec.runtime import resolve_device
 
-        self.modality, self.batch_size, self.error = Modality(modality), batch_size, None
-        try:
-            self.encoder = create(name, self.modality)
-            self.encoder.load(resolve_device(device))
-        except Exception as exc:  # Ray reports a failed __init__ without its exception:
-            self.error = exc  # raised from the first task instead, it reaches the driver
+        if name not in self.encoders:
+            encoder = create(name, modality)
+            encoder.load(resolve_device(self.device))
+            self.encoders[name] = encoder
+        return self.encoders[name]
 
-    def encode(self, chunk: list[tuple[Item, str]]) -> EncodedChunk:
+    def encode(self, name: str, modality: str, chunk: list[tuple[Item, str]]) -> EncodedChunk:
+        from mmrec.encoders.base import Modality
         from mmrec.encoding import _decode, encode_decoded
 
-        if self.error is not None:
-            raise self.error
-        return encode_decoded(self.encoder, _decode(chunk, self.modality, self.encoder),
-                              self.batch_size)
+        encoder = self._encoder(name, Modality(modality))
+        return encode_decoded(encoder, _decode(chunk, encoder.modality, encoder), self.batch_size)
 
 
 @dataclass
@@ -75,6 +79,8 @@ class RayRunner:
     device: str = "auto"
     started: bool = field(default=False, init=False)  # True: this run owns the cluster
     joined: bool = field(default=False, init=False)
+    pool: list[Any] = field(default_factory=list, init=False)  # actor handles
+    label: str = field(default="-", init=False)
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
@@ -93,20 +99,31 @@ class RayRunner:
         return ray
 
     def close(self) -> None:
+        if self.pool:
+            ray = _ray()
+            for handle in self.pool:
+                ray.kill(handle)
+            self.pool = []
         if self.started:
             _ray().shutdown()
             self.started = False
+
+    def _actors(self, ray: Any, batch_size: int | None) -> list[Any]:
+        if not self.pool:
+            count, gpus = self._shape(ray)
+            actor = ray.remote(num_cpus=1, num_gpus=gpus)(_Worker)
+            device = "cuda" if gpus else self.device
+            self.pool = [actor.remote(device, batch_size) for _ in range(count)]
+            self.label = f"ray {count}x {device}"
+        return self.pool
 
     def encode(self, run: _Run, modality: Modality, name: str,
                todo: list[tuple[Item, str]]) -> str:
         """Encode ``todo`` on the pool, recording each chunk in ``run``; the device label."""
         ray = self._join()
-        count, gpus = self._shape(ray)
-        actor = ray.remote(num_cpus=1, num_gpus=gpus)(_Worker)
-        device = "cuda" if gpus else self.device
-        pool = [actor.remote(name, modality.value, device, run.batch_size) for _ in range(count)]
+        pool = self._actors(ray, run.batch_size)
         try:
-            self._run_pool(ray, pool, run, modality, name, todo)
+            self._run_pool(pool, run, modality, name, todo)
         except ray.exceptions.RayTaskError as exc:  # the worker's own exception, as raised
             raise (exc.cause or exc) from None
         except ray.exceptions.RayActorError as exc:
@@ -115,10 +132,7 @@ class RayRunner:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DistributedError(f"a Ray worker died: {first[:200]}",
                                    hint="see the Ray logs of the cluster") from None
-        finally:
-            for handle in pool:
-                ray.kill(handle)
-        return f"ray {count}x {'cuda' if gpus else device}"
+        return self.label
 
     def _shape(self, ray: Any) -> tuple[int, int]:
         """(actors, GPUs per actor): one GPU each where the cluster has GPUs."""
@@ -132,7 +146,7 @@ class RayRunner:
                               hint="lower --workers, or add nodes to the cluster")
         return count, 1 if gpus else 0
 
-    def _run_pool(self, ray: Any, pool: list[Any], run: _Run, modality: Modality, name: str,
+    def _run_pool(self, pool: list[Any], run: _Run, modality: Modality, name: str,
                   todo: list[tuple[Item, str]]) -> None:
         from ray.util import ActorPool
 
@@ -141,7 +155,8 @@ class RayRunner:
         size = max(1, min(run.chunk_size, math.ceil(len(todo) / (2 * len(pool)))))
         chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
         run.encoded[modality.value] = 0
-        work = ActorPool(pool).map_unordered(lambda a, chunk: a.encode.remote(chunk), chunks)
+        work = ActorPool(pool).map_unordered(
+            lambda actor, chunk: actor.encode.remote(name, modality.value, chunk), chunks)
         for done in work:  # every finished chunk is journaled at once: a kill loses only
             run.record(modality, name, done)  # the chunks still in flight
             advance(len(done.bad) + len(done.ready))
