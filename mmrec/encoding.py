@@ -320,6 +320,8 @@ def encode(
         raise StoreError(f"--out {out} is a file, not a store directory")
     if not is_reusable_dir(out):
         raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec store")
+    if Engine(engine) is Engine.LOCAL and (workers is not None or ray_address):
+        raise ConfigError("--workers and --ray-address need --engine ray")
     remote = RayRunner(workers, ray_address, device) if Engine(engine) is Engine.RAY else None
     with write_lock(out), contextlib.closing(remote or _NoRunner()):
         return _encode_into(cat, out, names, wanted, preset, batch_size, chunk_size, device,

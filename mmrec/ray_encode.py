@@ -77,7 +77,7 @@ class RayRunner:
     workers: int | None = None
     address: str | None = None
     device: str = "auto"
-    started: bool = field(default=False, init=False)  # True: this run owns the cluster
+    started: bool = field(default=False, init=False)  # True: this run connected to Ray
     joined: bool = field(default=False, init=False)
     pool: list[Any] = field(default_factory=list, init=False)  # actor handles
     label: str = field(default="-", init=False)
@@ -94,7 +94,7 @@ class RayRunner:
             address = self.address or os.environ.get("RAY_ADDRESS") or None
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False,
                      include_dashboard=False)
-            self.started = address is None
+            self.started = True  # shutdown stops a local cluster, leaves a joined one running
         self.joined = True
         return ray
 

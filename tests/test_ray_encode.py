@@ -86,3 +86,9 @@ def test_a_worker_that_cannot_load_its_encoder(catalog, tmp_path):
                                  *FAKE_OPTIONS, "--text-encoder", f"local:{FAKE}:NoWeightsText",
                                  "--engine", "ray", "--workers", "1"])
     assert "no weights for NoWeightsText" in one_line_error(result)
+
+
+def test_ray_options_need_the_ray_engine(catalog, tmp_path):
+    result = runner.invoke(app, ["encode", str(catalog), "--out", str(tmp_path / "s"),
+                                 *FAKE_OPTIONS, "--workers", "2"])
+    assert one_line_error(result) == "error: --workers and --ray-address need --engine ray"
