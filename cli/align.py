@@ -14,6 +14,7 @@ from mmrec.cli._common import (
     split_list,
     stdout,
 )
+from mmrec.distributed import is_main
 from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot, Precision
 from mmrec.index import INDEX_HELP
 
@@ -60,6 +61,8 @@ def align(
                    device=DeviceChoice(device).value, precision=precision, index=index)
     with RichProgress() as progress:
         report = mmrec.align(store, out, progress=progress, **options)
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(report.as_dict())
     else:

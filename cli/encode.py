@@ -16,7 +16,7 @@ from mmrec.cli._common import (
 )
 from mmrec.encoding import EncodeReport
 from mmrec.encoding import encode as encode_lib
-from mmrec.enums import DeviceChoice, OnError
+from mmrec.enums import DeviceChoice, Engine, OnError
 from mmrec.resources import preset_names
 
 PRESET_HELP = f"Encoder bundle (one encoder per modality): {', '.join(preset_names())}."
@@ -41,6 +41,9 @@ def encode(
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
     on_error: OnError = typer.Option(OnError.SKIP, help="skip bad rows and report them, or fail."),
+    engine: Engine = typer.Option(Engine.LOCAL, help="local: this process; ray: a pool of Ray actors (pip install 'mmrec[ray]')."),
+    workers: int = typer.Option(None, min=1, help="Ray actors, one encoder each (default: the cluster's GPUs, else its CPUs up to 8)."),
+    ray_address: str = typer.Option(None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one for this run)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Embed every item (text, image, audio) of CATALOG into the store OUT, incrementally."""
@@ -54,7 +57,8 @@ def encode(
         report = encode_lib(
             catalog, out, preset=preset, encoders=overrides, modalities=wanted,
             text_fields=split_list(text_fields), batch_size=batch_size, device=device.value,
-            on_error=on_error, progress=progress,
+            on_error=on_error, progress=progress, engine=engine, workers=workers,
+            ray_address=ray_address,
         )
     if as_json:
         print_json(report.as_dict())

@@ -13,6 +13,7 @@ from mmrec.cli._common import (
     print_json,
     stdout,
 )
+from mmrec.distributed import is_main
 from mmrec.enums import DeviceChoice, IndexType, ModelKind, SplitKind
 from mmrec.index import INDEX_HELP
 from mmrec.recsys.config import TrainConfig
@@ -65,6 +66,8 @@ def train(
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
                      config=config, progress=progress)
+    if not is_main():  # under torchrun only rank 0 reports
+        return
     if as_json:
         print_json(report.as_dict())
         return

@@ -1,4 +1,4 @@
-"""``python -m mmrec``: the same Typer app as the ``mmrec`` console script."""
+"""``python -m mmrec``: the CLI, also as ``torchrun -m mmrec align|train ...``."""
 from __future__ import annotations
 
 from mmrec.cli.main import main

@@ -7,6 +7,7 @@ the chunk in flight.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from mmrec.catalog import Catalog, Item, Problem, load_audio, load_image, read_catalog
 from mmrec.encoders.base import Encoder
-from mmrec.enums import Modality, OnError
+from mmrec.enums import Engine, Modality, OnError
 from mmrec.errors import ConfigError, InputError, StoreError
 from mmrec.progress import NullProgress, Progress
+from mmrec.ray_encode import RayRunner
 from mmrec.store import Column, Journal, Store, is_reusable_dir, write_lock, write_store
 
 if TYPE_CHECKING:
@@ -96,6 +98,39 @@ def _decode(chunk: list[tuple[Item, str]], modality: Modality,
             first = str(exc).splitlines()[0] if str(exc) else ""
             out.append((item, digest, InputError(f"cannot decode ({type(exc).__name__}: {first})")))
     return out
+
+
+@dataclass
+class EncodedChunk:
+    """One chunk's outcome: rows that failed (with why), and vectors for the others."""
+
+    bad: list[tuple[Item, str, str]]  # (item, hash, reason)
+    ready: list[tuple[Item, str]]  # rows of ``vectors``
+    vectors: np.ndarray
+    norms: np.ndarray
+
+
+def encode_decoded(encoder: Encoder, decoded: list[tuple[Item, str, Any]],
+                   batch_size: int | None, advance: Any = None) -> EncodedChunk:
+    """Encode a decoded chunk; undecodable inputs and non-finite vectors become bad rows.
+
+    Needs only the loaded encoder, so a Ray worker runs it as is (mmrec.ray_encode)."""
+    import numpy as np
+
+    advance = advance or (lambda n=1, **_: None)
+    bad = [(item, digest, str(value)) for item, digest, value in decoded
+           if isinstance(value, InputError)]
+    advance(len(bad))
+    ready = [(item, digest) for item, digest, value in decoded if not isinstance(value, InputError)]
+    inputs = [value for _, _, value in decoded if not isinstance(value, InputError)]
+    if not ready:
+        return EncodedChunk(bad, [], np.zeros((0, encoder.dim), np.float32), np.zeros(0, np.float32))
+    vecs, norms = encoder.encode(inputs, batch_size, on_batch=advance, return_norms=True)
+    finite = np.isfinite(vecs).all(axis=1)
+    bad += [(item, digest, "encoder returned NaN or infinite values")
+            for (item, digest), ok in zip(ready, finite, strict=True) if not ok]
+    return EncodedChunk(bad, [pair for pair, ok in zip(ready, finite, strict=True) if ok],
+                        vecs[finite], norms[finite])
 
 
 class _Run:
@@ -196,30 +231,21 @@ class _Run:
 
     def _encode_chunk(self, modality: Modality, encoder: Encoder,
                       decoded: list[tuple[Item, str, Any]], advance: Any) -> None:
-        import numpy as np
+        self.record(modality, encoder.name, encode_decoded(encoder, decoded, self.batch_size,
+                                                           advance))
 
-        ready, inputs = [], []
-        for item, digest, value in decoded:
-            if isinstance(value, InputError):
-                self.skip(item, modality, str(value), digest)
-                advance(1)
-            else:
-                ready.append((item, digest))
-                inputs.append(value)
-        if not ready:
+    def record(self, modality: Modality, encoder_name: str, done: EncodedChunk) -> None:
+        """Report a chunk's bad rows, journal its vectors (however it was encoded)."""
+        for item, digest, reason in done.bad:
+            self.skip(item, modality, reason, digest)
+        if not done.ready:
             return
-        vecs, norms = encoder.encode(inputs, self.batch_size, on_batch=advance, return_norms=True)
-        finite = np.isfinite(vecs).all(axis=1)
-        for (item, digest), ok in zip(ready, finite, strict=True):
-            if not ok:
-                self.skip(item, modality, "encoder returned NaN or infinite values", digest)
-        kept = [i for i, ok in enumerate(finite) if ok]
-        ids = [ready[i][0].id for i in kept]
-        self.journal.append(modality.value, encoder.name, ids,
-                            [ready[i][1] for i in kept], vecs[kept], norms[kept])
-        self.vectors[modality].update(zip(ids, zip(vecs[kept], norms[kept], strict=True),
+        ids = [item.id for item, _ in done.ready]
+        self.journal.append(modality.value, encoder_name, ids,
+                            [digest for _, digest in done.ready], done.vectors, done.norms)
+        self.vectors[modality].update(zip(ids, zip(done.vectors, done.norms, strict=True),
                                           strict=True))
-        self.encoded[modality.value] += len(kept)
+        self.encoded[modality.value] += len(ids)
 
     def publish(self, encoders: dict[Modality, Encoder | str], dims: dict[Modality, int],
                 info: dict[str, Any]) -> Store:
@@ -256,12 +282,17 @@ def encode(
     device: str = "auto",
     on_error: OnError | str = OnError.SKIP,
     progress: Progress | None = None,
+    engine: Engine | str = Engine.LOCAL,
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> EncodeReport:
     """Embed every item of ``catalog`` into the store at ``out``.
 
     Re-running on the same catalog encodes nothing; changed items are re-encoded,
     removed items leave the store, and a killed run resumes from its journal.
     ``batch_size=None`` lets each encoder choose the fastest for the device.
+    ``engine="ray"`` encodes on a pool of ``workers`` Ray actors (mmrec.ray_encode),
+    on the cluster at ``ray_address`` (or ``RAY_ADDRESS``) or a local one.
     """
     started = time.perf_counter()
     if batch_size is not None and batch_size < 1:
@@ -284,14 +315,23 @@ def encode(
         raise StoreError(f"--out {out} is a file, not a store directory")
     if not is_reusable_dir(out):
         raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec store")
-    with write_lock(out):
+    if Engine(engine) is Engine.LOCAL and (workers is not None or ray_address):
+        raise ConfigError("--workers and --ray-address need --engine ray")
+    remote = RayRunner(workers, ray_address, device) if Engine(engine) is Engine.RAY else None
+    with write_lock(out), contextlib.closing(remote or _NoRunner()):
         return _encode_into(cat, out, names, wanted, preset, batch_size, chunk_size, device,
-                            on_error, progress, started)
+                            on_error, progress, started, remote)
+
+
+class _NoRunner:
+    def close(self) -> None:
+        pass
 
 
 def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: list[Modality],
                  preset: str, batch_size: int | None, chunk_size: int | None, device: str,
-                 on_error: OnError, progress: Progress, started: float) -> EncodeReport:
+                 on_error: OnError, progress: Progress, started: float,
+                 remote: RayRunner | None = None) -> EncodeReport:
     from mmrec.encoders.registry import create
     from mmrec.runtime import resolve_device
 
@@ -303,7 +343,9 @@ def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: li
     for modality in wanted:
         encoder = create(names[modality], modality)
         todo = run.plan(modality, encoder.name, encoder.dim)
-        if todo:
+        if todo and remote is not None:  # the pool's actors load the encoder, not this process
+            dev = remote.encode(run, modality, names[modality], todo)
+        elif todo:
             dev = dev or resolve_device(device)
             encoder.load(dev)
             run.encode(modality, encoder, todo)

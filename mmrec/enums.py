@@ -75,6 +75,13 @@ class IndexType(_Choice):
     SQ8 = "sq8"  # inverted file over 8-bit scalar-quantised vectors (dim bytes a vector)
 
 
+class Engine(_Choice):
+    """Where `mmrec encode` runs its encoders."""
+
+    LOCAL = "local"  # this process
+    RAY = "ray"  # a Ray actor pool (mmrec.ray_encode), one encoder per actor
+
+
 class DeviceChoice(_Choice):
     AUTO = "auto"
     CPU = "cpu"

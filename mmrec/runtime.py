@@ -97,3 +97,11 @@ def synchronize(device: torch.device) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def use_device(device: torch.device) -> None:
+    """Make ``device`` this process's current GPU (one rank per GPU under torchrun)."""
+    import torch
+
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)

@@ -61,3 +61,12 @@ class NaNText(FakeText):
         out = super().encode_batch(inputs)
         out[0] = float("nan")
         return out
+
+
+class NoWeightsText(FakeText):
+    """Fails to load, as an encoder whose weights are not on a worker's machine does."""
+
+    def load(self, device):
+        from mmrec.errors import ModelNotFoundError
+
+        raise ModelNotFoundError("no weights for NoWeightsText on this worker")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 HEAVY = ["torch", "transformers", "open_clip", "faiss", "PIL", "torchaudio", "torchvision",
-         "sentence_transformers", "matplotlib", "fastapi", "starlette", "uvicorn"]
+         "sentence_transformers", "matplotlib", "fastapi", "starlette", "uvicorn", "ray"]
 
 
 def _loaded(code: str) -> list[str]:

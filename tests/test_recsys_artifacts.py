@@ -82,7 +82,7 @@ def test_store_beside_aligner_is_where_the_aligners_store_now_lives(world, tmp_p
     ok(invoke("align", store, "--out", tmp_path / "aligner", "--steps", "0"))
     shutil.move(store, tmp_path / "moved")
     args = ["--aligner", tmp_path / "aligner", "--interactions", world.inter, "--model", "itemknn"]
-    one_line_error(invoke("train", *args, "--out", tmp_path / "a"), "not there any more")
+    one_line_error(invoke("train", *args, "--out", tmp_path / "a"), "which is not there")
     ok(invoke("train", *args, "--store", tmp_path / "moved", "--out", tmp_path / "b"))
     config = json.loads((tmp_path / "b" / "config.json").read_text())
     assert config["store"]["path"] == str((tmp_path / "moved").resolve())

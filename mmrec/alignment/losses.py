@@ -43,3 +43,9 @@ def multimodal_info_nce(vectors: dict[str, torch.Tensor], present: dict[str, tor
         total = loss if total is None else total + loss
         weight += count
     return None if total is None else total / torch.tensor(float(weight), device=total.device)
+
+
+def has_pairs(present: dict[str, torch.Tensor]) -> bool:
+    """Whether :func:`multimodal_info_nce` has anything to contrast for these masks."""
+    return any(int((present[m1] & present[m2]).sum()) >= 2
+               for m1, m2 in combinations(sorted(present), 2))

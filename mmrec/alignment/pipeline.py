@@ -155,20 +155,24 @@ def align(store: str | Path, out: str | Path, config: AlignConfig | None = None,
     ``overrides`` are :class:`AlignConfig` fields (``steps=0`` for zero-shot, ``pivot``,
     ``head``, ``init``, ...). Returns an :class:`AlignReport`.
     """
+    from mmrec import distributed as dist
     from mmrec.artifacts import Kind, check_out
-    from mmrec.runtime import resolve_device, seed_everything
+    from mmrec.runtime import seed_everything
     from mmrec.store import Store
 
     started = time.perf_counter()
     config = _configure(config, overrides)
     out, progress = Path(out), progress or NullProgress()
+    if not dist.world().main:  # one set of bars and notes, rank 0's
+        progress = NullProgress()
     check_out(out, Kind.ALIGNER)
     store = Store.open(store)
-    device = resolve_device(config.device)
+    device = dist.setup(config.device)  # under torchrun: joins the ranks, DDP in fit()
     seed_everything(config.seed)
     decided = plan(store, config, progress)
     trained = train(decided, device, progress)
-    report = write(decided, out, trained, projection(decided, trained))
+    # rank 0 writes the aligner; the others wait for it and return its report
+    report = dist.from_main(lambda: write(decided, out, trained, projection(decided, trained)))
     report.seconds, report.device = time.perf_counter() - started, str(device)
     return report
 

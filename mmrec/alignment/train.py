@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mmrec import distributed as dist
 from mmrec.alignment.config import AlignConfig
-from mmrec.alignment.losses import multimodal_info_nce
+from mmrec.alignment.losses import has_pairs, multimodal_info_nce
 from mmrec.alignment.retrieval import validation_score as score_pairs
-from mmrec.enums import Precision
 from mmrec.progress import NullProgress, Progress
 from mmrec.runtime import autocast
 
@@ -153,16 +153,28 @@ class _Loop:
         self.x, self.present = _tensors(data, device)
         self.optimizer = _optimizer(heads, config)
         self.batches = _batches(rows, min(config.batch_size, len(rows)), config.seed)
+        # under torchrun: DDP over the heads, each rank embedding its shard of the batch
+        # (a modality some items lack can have no pair in a batch: its head then idles)
+        partial = not all(mask.all() for mask in data.masks.values())
+        self.loss = dist.data_parallel(heads.net, self._batch_loss, device, partial)
+
+    def _batch_loss(self, index: torch.Tensor) -> torch.Tensor:
+        mine = index[dist.shard(len(index))]
+        present = {m: self.present[m][index] for m in self.present}
+        with autocast(self.device, self.config.precision):  # forward only; backward follows
+            vectors = {m: dist.gather_rows(self.heads(m, self.x[m][mine]), len(index))
+                       for m in self.x}
+            return multimodal_info_nce(vectors, present, self.heads.scale())
 
     def run(self, total: int, best: _Best, result: FitResult, advance: Any,
             validate: bool) -> None:
         r10 = best.r10
         for step in range(1, total + 1):
-            loss = _step(self.heads, self.optimizer, self.x, self.present, next(self.batches),
-                         self.device, self.config.precision)
+            loss = _step(self.heads, self.optimizer, self.loss, self.present,
+                         next(self.batches), self.device)
             result.steps = step
             if validate and (step % self.config.eval_every == 0 or step == total):
-                score = validation_score(self.heads, self.data)
+                score = dist.from_main(lambda: validation_score(self.heads, self.data))
                 r10 = score[0]
                 best.update(score, step)
                 result.history.append(_entry(step, loss, score, self.heads))
@@ -206,18 +218,15 @@ def _optimizer(heads: HeadSet, config: AlignConfig) -> Any:
                               {"params": [scale], "weight_decay": 0.0}], lr=config.lr)
 
 
-def _step(heads: HeadSet, optimizer: Any, x: dict[str, Any], present: dict[str, Any],
-          batch: np.ndarray, device: torch.device, precision: Precision) -> float:
+def _step(heads: HeadSet, optimizer: Any, batch_loss: Any, present: dict[str, Any],
+          batch: np.ndarray, device: torch.device) -> float:
     import torch
 
     heads.net.train()
     index = torch.as_tensor(batch, device=device)
-    with autocast(device, precision):  # the forward pass only; backward follows its dtypes
-        vectors = {m: heads(m, x[m][index]) for m in x}
-        loss = multimodal_info_nce(vectors, {m: present[m][index] for m in present},
-                                   heads.scale())
-    if loss is None:
-        return float("nan")
+    if not has_pairs({m: present[m][index] for m in present}):
+        return float("nan")  # decided from the masks, so every rank skips the same steps
+    loss = batch_loss(index)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mmrec import distributed as dist
 from mmrec.artifacts import Kind, check_out
 from mmrec.catalog import Interactions, read_interactions
 from mmrec.enums import ModelKind
@@ -80,7 +82,8 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
     for epoch in range(1, cfg.epochs + 1):
         loss = trainer.epoch(rng)
         scorer = trainer.export()
-        metric = validation_metrics(scorer, data, (20,), cfg.seed)[VALID_METRIC] if validate else math.nan
+        # rank 0's metric on every rank, so every rank stops at the same epoch
+        metric = dist.from_main(partial(_valid_metric, scorer, data, cfg.seed)) if validate else math.nan
         curve.append({"epoch": epoch, "loss": _finite(loss), VALID_METRIC: _finite(metric)})
         advance(1, loss=loss, **{f"valid {VALID_METRIC}": metric})
         if not math.isfinite(loss):
@@ -94,6 +97,11 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
             if stale >= cfg.patience:
                 break
     return best, {"epochs": len(curve), "best_epoch": best_epoch, "curve": curve}
+
+
+def _valid_metric(scorer: Scorer, data: Data, seed: int) -> float:
+    """NDCG@20 on the validation part (a seeded sample of users when there are many)."""
+    return validation_metrics(scorer, data, (20,), seed)[VALID_METRIC]
 
 
 def _finite(value: float) -> float | None:
@@ -134,9 +142,12 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
     if cfg.model in CLOSED_FORM:
         return CLOSED_FORM[cfg.model](data, content), {}
-    from mmrec.runtime import resolve_device, seed_everything
+    from mmrec.runtime import seed_everything
 
-    device = resolve_device(cfg.device)
+    if cfg.model is ModelKind.BPR and dist.world().size > 1:
+        raise ConfigError("--model bpr does not train data-parallel",
+                          hint="run it without torchrun, or use --model twotower")
+    device = dist.setup(cfg.device)  # under torchrun: joins the ranks (DDP in the trainer)
     seed_everything(cfg.seed)
     trainer = TRAINERS[cfg.model](data, content, cfg, device)
     scorer, info = _fit(trainer, data, cfg, progress)
@@ -160,7 +171,7 @@ def train(
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
     check_out(Path(out), Kind.MODEL)
-    progress = progress or NullProgress()
+    progress = progress if progress and dist.world().main else NullProgress()
     content = _content(store, aligner, cfg.model)
     found = read_interactions(interactions, content.ids if content else None, cfg.min_rating,
                               cfg.user_field, cfg.item_field, cfg.rating_field, cfg.timestamp_field)
@@ -180,7 +191,8 @@ def train(
         device=info.get("device", "-"), curve=info.get("curve", []),
     )
     report.seconds = time.perf_counter() - started
-    save_model(Path(out), cfg, content.store if content else None, scorer, data,
-               {"content": source, "interactions": str(Path(interactions).resolve()),
-                "report": {k: v for k, v in report.as_dict().items() if k != "curve"}})
+    extra = {"content": source, "interactions": str(Path(interactions).resolve()),
+             "report": {k: v for k, v in report.as_dict().items() if k != "curve"}}
+    # rank 0 writes the model; the others wait until it is in place
+    dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer, data, extra))
     return report

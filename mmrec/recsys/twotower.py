@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmrec import distributed as dist
 from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Linear, TwoTowerScorer
@@ -58,14 +59,20 @@ def _net(content_dim: int, n_items: int, n_users: int, cfg: TrainConfig):
     return TwoTowerNet()
 
 
-def _row_dropout(weight: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Drop whole rows (an item's or user's id vector), rescaling the kept ones."""
+def _row_dropout(weight: torch.Tensor, p: float, training: bool,
+                 rows: slice | None = None, n: int | None = None) -> torch.Tensor:
+    """Drop whole rows (an item's or user's id vector), rescaling the kept ones.
+
+    ``rows`` of ``n``: ``weight`` is that part of an ``n``-row batch (one rank's shard);
+    the draw is for all ``n`` rows so the random stream, and the rows' fate, are those
+    of one process."""
     import torch
 
     if not training or p == 0:
         return weight
-    keep = (torch.rand(weight.shape[0], 1, device=weight.device) >= p).to(weight.dtype)
-    return weight * keep / (1 - p)
+    n = weight.shape[0] if n is None else n
+    keep = (torch.rand(n, 1, device=weight.device) >= p).to(weight.dtype)
+    return weight * keep[rows or slice(None)] / (1 - p)
 
 
 class TwoTowerTrainer:
@@ -103,6 +110,8 @@ class TwoTowerTrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, warmup, total))
         self.hard: np.ndarray | None = None  # per user, item rows mined each epoch
         self.rng = np.random.default_rng(cfg.seed)
+        # under torchrun: DDP; each rank runs the user tower on its shard of the batch
+        self.batch_loss = dist.data_parallel(self.net, self._loss, device)
 
     def _adjacency(self) -> torch.Tensor:
         """Sparse (users, items) training matrix: one product gives every history sum."""
@@ -122,20 +131,23 @@ class TwoTowerTrainer:
 
     def _users(self, users: torch.Tensor, items: torch.Tensor, windows: np.ndarray | None,
                vectors: torch.Tensor) -> torch.Tensor:
-        """User vectors for training rows, each without its own target in the history."""
+        """User vectors for training rows, each without its own target in the history;
+        under torchrun, for this rank's shard of the rows, gathered from all ranks."""
         import torch
         import torch.nn.functional as F
 
+        n, mine = len(users), dist.shard(len(users))
+        users, items = users[mine], items[mine]
         sums = torch.sparse.mm(self.adjacency, vectors)[users] - vectors[items]
         mean = sums / torch.clamp(self.hist_n[users] - 1, min=1)[:, None]
-        own = _row_dropout(self.net.user_id(users), self.cfg.id_dropout, True)
+        own = _row_dropout(self.net.user_id(users), self.cfg.id_dropout, True, mine, n)
         mixed = self.net.history(mean)
         if windows is not None:
-            rows = torch.from_numpy(windows).to(self.device)
+            rows = torch.from_numpy(windows[mine]).to(self.device)
             present = (rows >= 0).float()[..., None]
             latest = (vectors[rows.clamp(min=0)] * present).sum(1) / present.sum(1).clamp(min=1)
             mixed = mixed + self.net.recent(latest)
-        return F.normalize(own + mixed, dim=-1)
+        return dist.gather_rows(F.normalize(own + mixed, dim=-1), n)
 
     def _loss(self, picked: np.ndarray) -> torch.Tensor:
         import torch
@@ -207,7 +219,7 @@ class TwoTowerTrainer:
             picked = order[step * self.cfg.batch_size : (step + 1) * self.cfg.batch_size]
             if len(picked) < 2:
                 continue
-            loss = self._loss(picked)
+            loss = self.batch_loss(picked)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
