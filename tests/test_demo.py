@@ -63,6 +63,26 @@ def test_demo_encodes_all_modalities_with_real_encoders(tmp_path):
     category = _categories()
     assert sum(category[r["id"]] == "instruments" for r in results) >= 2
 
+    _learns_structure(out / "model", tmp_path / "pop-history")
+
     again = runner.invoke(app, ["demo", "--out", str(out), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["encode"]["encoded"] == {"text": 0, "image": 0, "audio": 0}
+
+
+def _learns_structure(model, pop):
+    """Trained with the defaults (as the README's `mmrec train`), the demo's model
+    recommends animals for a history of animals, unlike popularity: a model that stops
+    before it learns anything (patience 5 stopped it at epoch 1 of 6) ranks like pop."""
+    import mmrec
+    from mmrec.query import Query
+    from mmrec.recsys import TrainConfig
+    from mmrec.resources import asset
+
+    animals = {i for i, meta in Store.open(model.parent / "store").items().items()
+               if meta["category"] == "animals"}
+    mmrec.train(asset("demo/interactions.csv"), pop, config=TrainConfig(model="pop"))
+    query = Query(history=["dog", "cat", "cow"], k=10)
+    found = {name: len(animals & {h.id for h in mmrec.recommend(path, query)})
+             for name, path in (("model", model), ("pop", pop))}
+    assert found["model"] >= 4 and found["model"] >= found["pop"] + 2, found
