@@ -35,31 +35,25 @@ def train(interactions: Any, out: Any, **options: Any) -> TrainReport:
 
 def recommend(path: Any, query: Query, store: Any = None) -> list[Hit]:
     """Top-k for ``query`` from an aligner (search) or a trained model (recommendation);
-    ``store``: where a model's store is now, if it moved (only ``explain`` reads it)."""
-    from mmrec.artifacts import Kind, kind_of
+    ``store``: where a model's store is now, if it moved (only ``explain`` reads it).
 
-    if kind_of(path) is Kind.ALIGNER:
-        from mmrec.alignment.search import recommend as search
-
-        if store is not None:
-            from mmrec.errors import ConfigError
-
-            raise ConfigError("--store applies to a model directory, not an aligner")
-        return search(path, query)
-    from mmrec.recsys.recommend import recommend as run
-
-    return run(path, query, store)
+    One call opens a handle (see :func:`open`) for this query alone, its encoders on
+    ``query.device``.
+    """
+    return open(path, store=store, device=query.device).ask(query)
 
 
-def open(path: Any) -> AlignerHandle | ModelHandle:
+def open(path: Any, store: Any = None, warm: bool = False,
+         device: str = "auto") -> AlignerHandle | ModelHandle:
     """A resident handle on an aligner or model directory: loaded once, queried many times.
 
     ``mmrec.open("aligner/").ask(Query(text="a barking dog"))`` answers what
-    ``mmrec.recommend`` does, without reloading encoders, index and metadata per query.
+    ``mmrec.recommend`` does, without reloading encoders, index and metadata per query;
+    ``warm=True`` loads every query encoder at once instead of on first use.
     """
     from mmrec.handle import open as _open
 
-    return _open(path)
+    return _open(path, store=store, warm=warm, device=device)
 
 
 def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:

@@ -6,13 +6,16 @@ search, never a model load. :class:`AlignerHandle` searches, :class:`ModelHandle
 recommends; both answer ``ask(query)`` and batches (``search`` / ``recommend``),
 describe items and name the media files their catalog holds.
 
-The answers are those of ``mmrec.recommend(path, query)``: the per-call code in
-``mmrec.alignment.search`` and ``mmrec.recsys.recommend`` loads everything again on every
-call, so the cached paths are written here beside it, reusing its helpers.
+Every entry point answers through a handle: ``mmrec.recommend(path, query)`` (and so
+``mmrec recommend``) opens one for the call, ``mmrec serve`` keeps one per directory.
+The query pieces (checks, decoding, explanations) live in ``mmrec.alignment.search``
+and ``mmrec.recsys.recommend``; what stays resident lives here. Query encoders load on
+first use (a CLI ``--item`` query needs none), or all at once with ``warm=True``.
 """
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -54,11 +57,21 @@ class Handle(Protocol):
     def info(self) -> dict[str, Any]: ...
 
 
-def open(path: str | Path) -> AlignerHandle | ModelHandle:
-    """A resident handle on the aligner or model directory at ``path``."""
+def open(path: str | Path, store: str | Path | None = None, warm: bool = False,
+         device: str = "auto") -> AlignerHandle | ModelHandle:
+    """A resident handle on the aligner or model directory at ``path``.
+
+    ``store``: where a model's store lives now, if it moved (only ``explain``'s split by
+    modality reads it). ``warm``: load every query encoder now rather than on first use.
+    ``device``: where an aligner's query encoders run (auto: cuda > mps > cpu); an
+    unavailable one fails when the first encoder loads.
+    """
     path = Path(path)
-    handle = AlignerHandle if kind_of(path) is Kind.ALIGNER else ModelHandle
-    return handle(path)
+    if kind_of(path) is Kind.ALIGNER:
+        if store is not None:
+            raise ConfigError("--store applies to a model directory, not an aligner")
+        return AlignerHandle(path, warm, device)
+    return ModelHandle(path, store)
 
 
 def stamp_of(path: Path) -> tuple[int, int]:
@@ -136,12 +149,13 @@ class AlignerHandle:
 
     kind = Kind.ALIGNER
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, warm: bool = False, device: str = "auto") -> None:
         from mmrec.alignment.aligner import Aligner
         from mmrec.enums import Target
 
         self.path = Path(path)
         self.stamp = stamp_of(self.path)
+        self.device_choice = device
         self.aligner = Aligner.open(self.path)
         a = self.aligner
         # everything a query touches is loaded now: a republished directory deletes the
@@ -151,8 +165,12 @@ class AlignerHandle:
         targets = [Target.FUSED, *(Target(m) for m in a.modalities)]
         self._indexes: dict[Target, VectorIndex] = {t: a.index(t) for t in targets}
         self._items = _Items(a.ids, a.items, read_json(self.path / "manifest.json"))
-        self._encoders = self._load_encoders()
+        self._encoders: dict[str, Any] = {}
+        self._loading = threading.Lock()  # serve's worker threads may ask at once
         self._projector = a.projector(with_bridge="image" in a.modalities)
+        if warm:
+            for modality in a.modalities:
+                self._encoder(modality, loaded=True)
 
     @property
     def name(self) -> str:
@@ -162,16 +180,22 @@ class AlignerHandle:
     def _device(self) -> Any:
         from mmrec.runtime import resolve_device
 
-        return resolve_device("auto")
+        return resolve_device(self.device_choice)
 
-    def _load_encoders(self) -> dict[str, Any]:
+    def _encoder(self, modality: str, loaded: bool) -> Any:
+        """The query encoder of ``modality``, created once; its weights load once, when
+        ``loaded`` is asked (decoding an input needs only the created encoder)."""
         from mmrec.encoders.registry import create
 
-        encoders = {}
-        for modality in self.aligner.modalities:
-            encoders[modality] = create(self.aligner.encoders[modality]["encoder"], modality)
-            encoders[modality].load(self._device)
-        return encoders
+        with self._loading:
+            if modality not in self._encoders:
+                self._encoders[modality] = [
+                    create(self.aligner.encoders[modality]["encoder"], modality), False]
+            entry = self._encoders[modality]
+            if loaded and not entry[1]:
+                entry[0].load(self._device)
+                entry[1] = True
+            return entry[0]
 
     def ids(self) -> list[str]:
         return self._items.order
@@ -237,21 +261,23 @@ class AlignerHandle:
         return unit_rows(np.mean(parts, axis=0))
 
     def _content_parts(self, query: Query) -> list[np.ndarray]:
-        from mmrec.alignment.search import _decode, _sources
+        from mmrec.alignment.search import decode_query, query_sources
 
-        sources = _sources(self.aligner, query)
-        inputs = {m: _decode(m, v, self._encoders[m]) for m, v in sources.items()}
+        sources = query_sources(self.aligner, query)
+        # every input is decoded before any model loads: a bad file fails in a moment
+        inputs = {m: decode_query(m, v, self._encoder(m, loaded=False)) for m, v in sources.items()}
         parts = []
         for modality, value in inputs.items():
-            unit, norms = self._encoders[modality].encode([value], batch_size=1, return_norms=True)
+            encoder = self._encoder(modality, loaded=True)
+            unit, norms = encoder.encode([value], batch_size=1, return_norms=True)
             parts.append(self._projector.project(modality, unit, norms)[0])
         return parts
 
     def _hit(self, target: Target, vector: np.ndarray, item_id: str, score: float,
              explain: bool) -> Hit:
-        from mmrec.alignment.search import _hit
+        from mmrec.alignment.search import describe_hit
 
-        return _hit(self.aligner, target, vector, item_id, score, explain)
+        return describe_hit(self.aligner, target, vector, item_id, score, explain)
 
 
 class ModelHandle:
@@ -259,16 +285,18 @@ class ModelHandle:
 
     kind = Kind.MODEL
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, store: str | Path | None = None) -> None:
         from mmrec.index import VectorIndex
-        from mmrec.recsys.model import load_model
+        from mmrec.recsys.model import STORE_MANIFEST, load_model
 
         self.path = Path(path)
         self.stamp = stamp_of(self.path)
         self.model = load_model(self.path)
-        self.store = self.model.store()
+        self.store = self.model.store(store)  # None when it moved: only explain needs it
         self._index = VectorIndex.load(self.path)
-        self._items = _Items(self.model.data.item_ids, self.store.items(), self.store.manifest)
+        manifest = (self.store.manifest if self.store is not None
+                    else _optional_json(self.path / STORE_MANIFEST))
+        self._items = _Items(self.model.data.item_ids, self.model.metadata(), manifest)
 
     @property
     def name(self) -> str:
@@ -310,21 +338,16 @@ class ModelHandle:
                 for q, v, a, f in zip(queries, vectors, anchors, found, strict=True)]
 
     def _anchor(self, query: Query) -> tuple[int, np.ndarray]:
-        from mmrec.recsys.recommend import _anchor, _check
+        from mmrec.recsys.recommend import anchor, check_query
 
-        _check(query)
+        check_query(query)
         check_k(query.k)
-        if query.user is not None and self.model.user_row(query.user) is None:
-            raise UnknownIdError(f"unknown user {query.user!r}",
-                                 hint="for a new user pass a history of item ids")
-        for item_id in query.history or query.items:
-            self._items.require(item_id)
-        return _anchor(self.model, query)
+        return anchor(self.model, query)
 
     def _vector(self, query: Query, user: int, history: np.ndarray) -> np.ndarray:
-        from mmrec.recsys.recommend import _query_vector
+        from mmrec.recsys.recommend import query_vector
 
-        return _query_vector(self.model, query, user, history)
+        return query_vector(self.model, query, user, history)
 
     def _seen(self, query: Query, history: np.ndarray) -> list[str]:
         if query.exclude_seen or query.items:
@@ -335,10 +358,10 @@ class ModelHandle:
               found: list[tuple[str, float]]) -> list[Hit]:
         import numpy as np
 
-        from mmrec.recsys.recommend import _explanations
+        from mmrec.recsys.recommend import explanations
 
         rows = np.array([self.model.item_row(i) for i, _ in found], dtype=np.int64)
-        why = (_explanations(self.model, self.store, vector, *anchor, rows, self._items.metadata)
+        why = (explanations(self.model, self.store, vector, *anchor, rows, self._items.metadata)
                if query.explain else {})
         hits = []
         for (item_id, score), row in zip(found, rows, strict=True):
@@ -346,3 +369,8 @@ class ModelHandle:
             hits.append(Hit(id=item_id, score=score, title=pop_title(meta), metadata=meta,
                             explanation=why.get(int(row))))
         return hits
+
+
+def _optional_json(path: Path) -> dict[str, Any]:
+    """A model's copy of its store's manifest; models from before it was kept have none."""
+    return read_json(path) if path.is_file() else {}

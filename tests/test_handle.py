@@ -1,4 +1,5 @@
-"""``mmrec.open``: a resident handle answers what ``mmrec.recommend`` answers, per query."""
+"""``mmrec.open``: a handle kept resident over many queries answers what a fresh one
+(``mmrec.recommend``, one handle per call, as the CLI uses it) answers."""
 from __future__ import annotations
 
 import pytest
@@ -27,10 +28,27 @@ ALIGNER_QUERIES = [
 ]
 
 
+@pytest.fixture(scope="module")
+def resident(world):
+    """One aligner handle for every query of this module: answers must not drift."""
+    return mmrec.open(world.aligner)
+
+
 @pytest.mark.parametrize("query", ALIGNER_QUERIES, ids=lambda q: f"{q.modality}-{q.k}")
-def test_aligner_handle_matches_recommend(world, query):
+def test_aligner_handle_matches_recommend(world, resident, query):
+    same(resident.ask(query), mmrec.recommend(world.aligner, query))
+
+
+def test_encoders_load_on_first_use_only(world):
+    """An item query (the CLI's quick path) loads no encoder; a text query loads the text
+    one alone; ``warm`` loads them all up front, as ``mmrec serve`` does."""
     handle = mmrec.open(world.aligner)
-    same(handle.ask(query), mmrec.recommend(world.aligner, query))
+    handle.ask(Query(items=["item3"], k=2))
+    assert handle._encoders == {}
+    handle.ask(Query(text="a red thing", k=2))
+    assert {m for m, (_, loaded) in handle._encoders.items() if loaded} == {"text"}
+    warm = mmrec.open(world.aligner, warm=True)
+    assert {m for m, (_, loaded) in warm._encoders.items() if loaded} == set(warm.aligner.modalities)
 
 
 def test_aligner_content_queries_from_files(world):

@@ -1,4 +1,5 @@
-"""``mmrec recommend MODEL``: top-K items for a known user, a new user's history, or items.
+"""The pieces of ``mmrec recommend MODEL`` that :class:`mmrec.handle.ModelHandle` composes:
+top-K items for a known user, a new user's history, or items.
 
 A known user is served with everything the model holds for them (all their
 interactions form the history, and are excluded unless ``--include-seen``); a user
@@ -10,22 +11,21 @@ item's content and measuring the score lost.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmrec.errors import ConfigError, InputError
-from mmrec.query import Hit, Query, pop_title
+from mmrec.errors import ConfigError, UnknownIdError
+from mmrec.query import Query, pop_title
 from mmrec.recsys.data import Content, model_content
-from mmrec.recsys.model import Model, load_model
+from mmrec.recsys.model import Model
 from mmrec.recsys.scoring import History, Parts
 from mmrec.store import Store
 
 TOP_REASONS = 3  # history items named per explained hit
 
 
-def _check(query: Query) -> None:
+def check_query(query: Query) -> None:
     if query.text or query.image or query.audio:
         raise ConfigError("a trained model recommends for --user, --history or --item; "
                           "text, image and audio queries need an aligner directory")
@@ -43,61 +43,35 @@ def _check(query: Query) -> None:
 def _rows(model: Model, ids: list[str], option: str) -> np.ndarray:
     unknown = [i for i in ids if model.item_row(i) is None]
     if unknown:
-        raise InputError(f"{option}: unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
+        raise UnknownIdError(f"{option}: unknown item id(s) {', '.join(map(repr, unknown[:5]))}"
                          + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""),
                          hint="ids must be items of the store the model was trained on")
     return np.array([model.item_row(i) for i in dict.fromkeys(ids)], dtype=np.int64)
 
 
-def _anchor(model: Model, query: Query) -> tuple[int, np.ndarray]:
+def anchor(model: Model, query: Query) -> tuple[int, np.ndarray]:
     """``(user row or -1, history item rows)`` of the query."""
     if query.user is not None:
         row = model.user_row(query.user)
         if row is None:
-            raise InputError(f"unknown user {query.user!r}: the model was trained on "
+            raise UnknownIdError(f"unknown user {query.user!r}: the model was trained on "
                              f"{model.data.n_users} users (e.g. {model.data.user_ids[0]!r})",
                              hint="for a new user pass --history ID,ID,...")
         return row, model.data.items[model.data.users == row]
     return -1, _rows(model, query.history or query.items, "--history" if query.history else "--item")
 
 
-def _query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> np.ndarray:
+def query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> np.ndarray:
     scorer = model.scorer
     if query.items:  # item to item: the items' own mean vector
         return scorer.items[history].mean(axis=0, keepdims=True)
     return scorer.user_vectors(np.array([user]), History.of([history]))
 
 
-def recommend(path: str | Path, query: Query, store: str | Path | None = None) -> list[Hit]:
-    """The top ``query.k`` items of the model at ``path`` for ``query``.
-
-    ``store``: where the model's store is now, if it moved; only ``--explain``'s split
-    by modality reads it, and without it the rest of the explanation is still given.
-    """
-    from mmrec.index import VectorIndex
-
-    _check(query)
-    model = load_model(path)
-    opened = model.store(store)
-    user, history = _anchor(model, query)
-    vector = _query_vector(model, query, user, history)
-    seen = [model.data.item_ids[h] for h in history] if query.exclude_seen or query.items else []
-    found = VectorIndex.load(Path(path)).search(vector, query.k, exclude=[seen])[0]
-    metadata = model.metadata()
-    rows = np.array([model.item_row(i) for i, _ in found], dtype=np.int64)
-    why = _explanations(model, opened, vector[0], user, history, rows, metadata) if query.explain else {}
-    hits = []
-    for (item_id, score), row in zip(found, rows, strict=True):
-        meta = dict(metadata.get(item_id, {}))
-        hits.append(Hit(id=item_id, score=score, title=pop_title(meta), metadata=meta,
-                        explanation=why.get(int(row))))
-    return hits
-
-
 NO_STORE = "the split by modality needs the model's store: pass --store STORE (it is not at {})"
 
 
-def _explanations(model: Model, store: Store | None, vector: np.ndarray, user: int,
+def explanations(model: Model, store: Store | None, vector: np.ndarray, user: int,
                   history: np.ndarray, rows: np.ndarray,
                   metadata: dict[str, dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Per item row, its score split into numbers: ``history`` (the top history items,

@@ -26,7 +26,7 @@ class Live:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.handle: AlignerHandle | ModelHandle = open_handle(self.path)
+        self.handle: AlignerHandle | ModelHandle = open_handle(self.path, warm=True)
         self.reloads = 0
         self.error = ""
         self._lock = threading.Lock()
@@ -46,7 +46,7 @@ class Live:
 
     def _reload(self, stamp: tuple[int, int]) -> None:
         try:
-            handle = open_handle(self.path)
+            handle = open_handle(self.path, warm=True)
         except (MMRecError, OSError) as exc:  # a broken republish: keep serving the old one
             self.error = f"reload failed: {exc}"
             log.warning("%s: %s", self.path, self.error)
