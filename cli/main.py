@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train
+from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, train, update
 from mmrec.version import __version__
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ app.command("align")(align.align)
 app.command("train")(train.train)
 app.command("recommend")(recommend.recommend)
 app.command("evaluate")(evaluate.evaluate)
+app.command("update")(update.update)
 app.command("demo")(demo.demo)
 
 
