@@ -258,3 +258,24 @@ def test_feedback_log_appends_and_applies_in_batches(world, tmp_path):
     assert state["applied"] == 2 and state["skipped"] == 1
     lines = (tmp_path / "model.feedback" / "events.jsonl").read_text().splitlines()
     assert [json.loads(x)["item"] for x in lines] == ["i2", "i6", "zzz"]
+
+
+def test_steps_fine_tune_the_towers_on_the_new_interactions(world, tmp_path):
+    from mmrec.recsys.model import load_model
+
+    rows = [("u0", f"i{i}", 5, 9000 + t) for t, i in enumerate(range(2, 24, GENRES))]
+    plain, _ = _update(world, tmp_path, rows)
+    tuned = tmp_path / "tuned"
+    new = tmp_path / "new.csv"
+    report = json.loads(ok(invoke("update", world.model, "--interactions", new, "--out", tuned,
+                                  "--steps", "20", "--device", "cpu", "--json")).stdout)
+    assert report["steps"] == 20
+    a, b = load_model(plain), load_model(tuned)
+    assert a.data.item_ids == b.data.item_ids and a.data.user_ids == b.data.user_ids
+    assert not np.allclose(a.scorer.items, b.scorer.items)  # the towers moved
+    # trained towards u0's new items: their scores for u0 rise
+    new_items = [b.item_row(f"i{i}") for i in range(2, 24, GENRES)]
+    u0 = np.array([b.user_row("u0")])
+    score = [m.scorer.user_vectors(u0, m.data.history(0).take(u0)) @ m.scorer.items[new_items].T
+             for m in (a, b)]
+    assert score[1].mean() > score[0].mean()

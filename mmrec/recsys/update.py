@@ -16,7 +16,7 @@ What each model can take in without a new fit:
 - the item popularity counts are recounted, and the faiss index rebuilt.
 
 ``steps`` fine-tunes a two-tower model for that many optimizer steps on the new
-interactions only (see mmrec.recsys.finetune). The result is staged and published
+interactions only (see mmrec.recsys.finetune); it needs the model's content. The result is staged and published
 through the artifact layer: in place when ``out`` is None, where a reader (``mmrec
 serve`` too) sees the old model or the whole new one, never a mix. Interactions on
 items the content does not have are counted and skipped, as ``train`` does.
@@ -45,7 +45,7 @@ from mmrec.catalog import Interactions, read_interactions
 from mmrec.enums import ModelKind
 from mmrec.errors import CatalogError, ConfigError, InputError, ModelError
 from mmrec.progress import NullProgress, Progress
-from mmrec.recsys.data import Data, aligner_content, store_content
+from mmrec.recsys.data import Content, Data, aligner_content, store_content
 from mmrec.recsys.model import ITEMS, METADATA, SPLIT, STORE_MANIFEST, USERS, Model, load_model
 from mmrec.recsys.scoring import BPRScorer, PopScorer, Scorer, aggregate
 from mmrec.recsys.splits import TEST, TRAIN, VALID, save_split
@@ -103,7 +103,8 @@ def update(
     _check_kind(loaded, steps)
     target = Path(out) if out is not None else loaded.path
     check_out(target, Kind.MODEL)
-    added = _content_items(loaded, store, progress)
+    content = _content(loaded, store)
+    added = _content_items(loaded, content, progress)
     found = _read_new(loaded, interactions, added, fields)
     data, counts = _extend(loaded, found, added.ids)
     if not counts["interactions"]:
@@ -111,9 +112,7 @@ def update(
                          f"{counts['already_seen']} of its interactions")
     scorer = _extend_scorer(loaded, data, added)
     if steps:
-        from mmrec.recsys.finetune import fine_tune
-
-        scorer = fine_tune(loaded, scorer, data, counts["rows"], steps, device)
+        scorer = _fine_tune(loaded, scorer, data, content, counts["rows"], steps, device)
     report = UpdateReport(str(target), loaded.kind, counts["interactions"], counts["new_users"],
                           len(added.ids), counts["users_updated"], found.summary(),
                           counts["already_seen"], len(added.without_vectors), steps)
@@ -131,9 +130,20 @@ def _check_kind(model: Model, steps: int) -> None:
         raise ConfigError(f"--steps fine-tunes a twotower model; {model.path} is {kind.value}")
 
 
-def _content_items(model: Model, store: str | Path | None, progress: Progress) -> NewItems:
+def _fine_tune(model: Model, scorer: Scorer, data: Data, content: Content | None,
+               new_rows: np.ndarray, steps: int, device: str) -> Scorer:
+    from mmrec.recsys.finetune import fine_tune
+
+    if content is None:
+        raise ConfigError(f"--steps needs the content the model {model.path} was trained on",
+                          hint="pass --store where the model's store now lives")
+    row = {item: r for r, item in enumerate(content.ids)}
+    matrix = content.matrix[[row[i] for i in data.item_ids]]
+    return fine_tune(model.config["config"], scorer, data, matrix, new_rows, steps, device)
+
+
+def _content_items(model: Model, content: Content | None, progress: Progress) -> NewItems:
     """Items of the model's content (store or aligner) that the model does not hold yet."""
-    content = _content(model, store)
     if content is None:
         return NewItems()
     ids = [i for i in content.ids if model.item_row(i) is None]
@@ -149,7 +159,7 @@ def _content_items(model: Model, store: str | Path | None, progress: Progress) -
     return NewItems(ids, vectors, {i: metadata.get(i, {}) for i in ids})
 
 
-def _content(model: Model, store: str | Path | None) -> Any:
+def _content(model: Model, store: str | Path | None) -> Content | None:
     """The model's content source as it is now; None where it has none or it is gone."""
     source = model.config.get("content", {})
     if model.config.get("store") is None:
