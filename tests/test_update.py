@@ -279,3 +279,18 @@ def test_steps_fine_tune_the_towers_on_the_new_interactions(world, tmp_path):
     score = [m.scorer.user_vectors(u0, m.data.history(0).take(u0)) @ m.scorer.items[new_items].T
              for m in (a, b)]
     assert score[1].mean() > score[0].mean()
+
+
+def test_update_without_the_store_takes_the_models_own_items(world, tmp_path):
+    import shutil
+
+    store = tmp_path / "store"
+    shutil.copytree(world.store, store)
+    knn = tmp_path / "knn"
+    ok(invoke("train", "--store", store, "--interactions", world.base, "--out", knn,
+              "--model", "itemknn"))
+    shutil.rmtree(store)  # gone: new items cannot come, the model's own still take behaviour
+    new = write(tmp_path / "new.csv", [("fresh", "i1", 5, 1), ("fresh", "i99", 5, 2)])
+    report = json.loads(ok(invoke("update", knn, "--interactions", new, "--json")).stdout)
+    assert report["interactions"] == 1 and report["read"]["unknown_items"] == 1
+    assert "i1" not in top(knn, "--user", "fresh", k=10)

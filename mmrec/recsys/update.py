@@ -103,7 +103,7 @@ def update(
     _check_kind(loaded, steps)
     target = Path(out) if out is not None else loaded.path
     check_out(target, Kind.MODEL)
-    content = _content(loaded, store)
+    content = _content(loaded, store, every=steps > 0)
     added = _content_items(loaded, content, progress)
     found = _read_new(loaded, interactions, added, fields)
     data, counts = _extend(loaded, found, added.ids)
@@ -159,10 +159,14 @@ def _content_items(model: Model, content: Content | None, progress: Progress) ->
     return NewItems(ids, vectors, {i: metadata.get(i, {}) for i in ids})
 
 
-def _content(model: Model, store: str | Path | None) -> Content | None:
-    """The model's content source as it is now; None where it has none or it is gone."""
+def _content(model: Model, store: str | Path | None, every: bool) -> Content | None:
+    """The model's content as it is now: of every item (``every``, for fine-tuning) or of
+    the store's items the model lacks; None where it has none or it is gone (then only
+    the model's own items can take interactions)."""
     source = model.config.get("content", {})
     if model.config.get("store") is None:
+        return None
+    if store is None and not Path(model.config["store"]["path"]).exists():
         return None
     if source.get("aligner"):
         if not Path(source["aligner"]).is_dir():
@@ -177,7 +181,9 @@ def _content(model: Model, store: str | Path | None) -> Content | None:
             raise ModelError(f"the store {opened.path} holds {', '.join(sorted(blocks))}; the model "
                              f"was trained on {', '.join(sorted(source.get('blocks', {})))}",
                              hint="update needs the store the model was trained on")
-    return store_content(opened, list(opened.ids))
+    # only the new rows: a small feedback batch need not copy a large store's matrix
+    ids = list(opened.ids) if every else [i for i in opened.ids if model.item_row(i) is None]
+    return store_content(opened, ids)
 
 
 def _item_vectors(model: Model, content: np.ndarray, n_new: int) -> np.ndarray | None:
