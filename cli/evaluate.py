@@ -14,6 +14,7 @@ def evaluate(
     target: str = typer.Argument(..., metavar="[retrieval] DIR",
                                  help="A model or aligner directory; `retrieval DIR` for an aligner's cross-modal retrieval."),
     path: Path = typer.Argument(None, hidden=True),
+    test: Path = typer.Option(None, "--test", help="Evaluate a model on the interactions in this file (the users' later behaviour) instead of its own split's test part."),
     plot: Path = typer.Option(None, help="Also draw the metric curves into this PNG."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
@@ -30,7 +31,9 @@ def evaluate(
         raise ConfigError(f"unexpected argument {str(path)!r}; usage: mmrec evaluate [retrieval] DIR")
     else:
         directory = Path(target)
-    result = mmrec.evaluate(directory, what=what)
+    if test is not None and what == "retrieval":
+        raise ConfigError("--test applies to a model directory, not to retrieval")
+    result = mmrec.evaluate(directory, what=what, **({"test": test} if test is not None else {}))
     if plot is not None:
         from mmrec.plots import plot_metrics
 

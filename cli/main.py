@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, serve, train
+from mmrec.cli import align, demo, encode, encoders, evaluate, recommend, serve, train, update
 from mmrec.cli._common import DEBUG_HELP, Command
 from mmrec.version import __version__
 
@@ -40,6 +40,7 @@ for name, command in (
     ("train", train.train),
     ("recommend", recommend.recommend),
     ("evaluate", evaluate.evaluate),
+    ("update", update.update),
     ("demo", demo.demo),
     ("serve", serve.serve),
 ):

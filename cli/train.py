@@ -45,6 +45,7 @@ def train(
     item_field: str = typer.Option(None, help="Item id column (default: item, item_id, ...)."),
     rating_field: str = typer.Option(None, help="Rating column (default: rating)."),
     timestamp_field: str = typer.Option(None, help="Timestamp column (default: timestamp, time)."),
+    no_test: bool = typer.Option(False, "--no-test", help="Hold out only the validation part (early stopping); evaluate later with `mmrec evaluate MODEL --test FILE`."),
     seed: int = typer.Option(0, help="Seed for the split, sampling and initialisation."),
     index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
@@ -59,7 +60,7 @@ def train(
     config = TrainConfig(model=model, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, warmup=warmup, temperature=temperature,
                          negatives=negatives, hard_negatives=hard_negatives, dim=dim,
-                         id_dropout=id_dropout, recent=recent, patience=patience, seed=seed,
+                         id_dropout=id_dropout, recent=recent, patience=patience, test=not no_test, seed=seed,
                          device=device.value, min_rating=min_rating, user_field=user_field,
                          item_field=item_field, rating_field=rating_field,
                          timestamp_field=timestamp_field, index=index)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mmrec.progress import Progress
     from mmrec.query import Hit, Query
     from mmrec.recsys.train import TrainReport
+    from mmrec.recsys.update import UpdateReport
 
 
 def encode(catalog: Any, out: Any, **options: Any) -> EncodeReport:
@@ -31,6 +32,14 @@ def train(interactions: Any, out: Any, **options: Any) -> TrainReport:
     from mmrec.recsys.train import train as _train
 
     return _train(interactions=interactions, out=out, **options)
+
+
+def update(model: Any, interactions: Any, **options: Any) -> UpdateReport:
+    """Fold new interactions, users and items into a trained model without retraining;
+    republished atomically (in place unless ``out=``). See :func:`mmrec.recsys.update.update`."""
+    from mmrec.recsys.update import update as _update
+
+    return _update(model, interactions, **options)
 
 
 def recommend(path: Any, query: Query, store: Any = None) -> list[Hit]:
@@ -88,4 +97,4 @@ def align(store: Any, out: Any, config: AlignConfig | None = None,
     return _align(store, out, config, progress, **overrides)
 
 
-__all__ = ["__version__", "align", "encode", "evaluate", "open", "recommend", "train"]
+__all__ = ["__version__", "align", "encode", "evaluate", "open", "recommend", "train", "update"]

@@ -58,6 +58,7 @@ class TrainConfig:
     # random 0.285 -> 0.210, since a random held-out item is not the next one)
     recent: int | None = None
     patience: int | None = None
+    test: bool = True  # False (--no-test): hold out validation only; the test data is elsewhere
     seed: int = 0
     device: str = "auto"
     min_rating: float | None = None

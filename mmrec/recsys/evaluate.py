@@ -7,12 +7,18 @@ before ranking; ties are broken by item row (see mmrec.metrics.top_k). Scores ar
 made USER_CHUNK users x ITEM_CHUNK items at a time with a running top-K, so memory
 does not grow with the catalog; validation during training ranks a fixed, seeded
 sample of at most VALID_USERS users.
+
+``--test FILE`` evaluates on interactions from elsewhere instead (the users' later
+behaviour, e.g. for a model trained with ``--no-test``): each known user is served
+from everything the model holds for them (training, validation, what ``update``
+added), all of which is excluded from ranking and from the relevant set; users and
+items the model does not know are counted and reported, not scored.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +27,10 @@ from mmrec.metrics import KS, summary, top_k
 from mmrec.recsys.data import PART_NAMES, Data
 from mmrec.recsys.scoring import History, Scorer
 from mmrec.recsys.splits import TEST, TRAIN, VALID
+
+if TYPE_CHECKING:
+    from mmrec.catalog import Interactions
+    from mmrec.recsys.model import Model
 
 USER_CHUNK = 1024  # users scored together: one matrix product per item chunk
 ITEM_CHUNK = 16_384  # items per product: a 1024 x 16384 float32 block is 64 MB at any catalog size
@@ -32,22 +42,30 @@ def rank(scorer: Scorer, data: Data, part: int, k: int,
     """Top-``k`` item rows per evaluated user, and that user's relevant item rows.
 
     ``users`` (positions among the evaluated users, see :func:`sample_users`) ranks only
-    those. Memory is bounded by USER_CHUNK x ITEM_CHUNK scores, whatever the catalog size.
+    those.
     """
     evaluated, relevant, seen, candidates = data.heldout(part)
     if users is not None:
         evaluated, relevant, seen = evaluated[users], relevant.take(users), seen.take(users)
-    history = data.history(TRAIN)
-    col = np.full(data.n_items, -1, dtype=np.int64)
+    ranked = top_items(scorer, evaluated, data.history(TRAIN), seen, candidates, k)
+    return ranked, [set(relevant[i].tolist()) for i in range(len(evaluated))]
+
+
+def top_items(scorer: Scorer, users: np.ndarray, history: History, seen: History,
+              candidates: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per user row in ``users``: the top-``k`` of ``candidates`` under ``history`` (all
+    users' histories), ``seen[i]`` (the i-th user's items) excluded. Memory is bounded by
+    USER_CHUNK x ITEM_CHUNK scores, whatever the catalog size."""
+    col = np.full(scorer.items.shape[0], -1, dtype=np.int64)
     col[candidates] = np.arange(len(candidates))
     ranked: list[np.ndarray] = []
-    for start in range(0, len(evaluated), USER_CHUNK):
-        chunk = evaluated[start : start + USER_CHUNK]
+    for start in range(0, len(users), USER_CHUNK):
+        chunk = users[start : start + USER_CHUNK]
         queries = scorer.user_vectors(chunk, history.take(chunk))
         excluded = _excluded_cells(seen, col, start, len(chunk))
         best, scores = chunked_top_k(queries, scorer.items, candidates, excluded, k)
         ranked.extend(candidates[b[np.isfinite(s)]] for b, s in zip(best, scores, strict=True))
-    return ranked, [set(relevant[i].tolist()) for i in range(len(evaluated))]
+    return ranked
 
 
 def _excluded_cells(seen: History, col: np.ndarray, start: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,8 +130,10 @@ def validation_metrics(scorer: Scorer, data: Data, ks: Sequence[int], seed: int 
     return rank_metrics(scorer, data, VALID, ks, sample_users(data, VALID, seed=seed))
 
 
-def evaluate(path: str | Path, part: str = "test", ks: Sequence[int] = KS) -> dict[str, Any]:
-    """Metrics of the model at ``path`` on its own split's ``part`` (test or valid)."""
+def evaluate(path: str | Path, part: str = "test", ks: Sequence[int] = KS,
+             test: str | Path | None = None) -> dict[str, Any]:
+    """Metrics of the model at ``path`` on its own split's ``part`` (test or valid), or
+    with ``test`` on the interactions in that file (see :func:`evaluate_file`)."""
     from mmrec.recsys.model import load_model
 
     parts = {name: p for p, name in PART_NAMES.items() if p != TRAIN}
@@ -124,8 +144,46 @@ def evaluate(path: str | Path, part: str = "test", ks: Sequence[int] = KS) -> di
     model = load_model(path)
     model.store()  # the metrics need only the model, but a store still there whose
     # encoders changed since training says the model no longer matches its items
+    if test is not None:
+        return evaluate_file(model, test, sorted(set(ks)))
     result = rank_metrics(model.scorer, model.data, parts[part], sorted(set(ks)))
     if result["users"] == 0:
-        raise ConfigError(f"{path}: no user has {part} interactions to evaluate")
+        raise ConfigError(f"{path}: no user has {part} interactions to evaluate",
+                          hint="a model trained with --no-test: pass --test FILE" if part == "test" else None)
     return {**result, "model": model.kind, "split": model.data.split.kind.value, "part": part}
 
+
+
+def evaluate_file(model: Model, test: str | Path, ks: Sequence[int]) -> dict[str, Any]:
+    """Metrics on the interactions in ``test``, read as train reads its interactions."""
+    found = _read_test(model, test)
+    data = model.data
+    users = np.array([model.user_row(u) if model.user_row(u) is not None else -1
+                      for u in found.users], dtype=np.int64)
+    items = np.array([model.item_row(i) for i in found.items], dtype=np.int64)
+    known = users >= 0
+    seen = data.history(TRAIN, VALID, TEST)  # everything the model holds, updates included
+    n = data.n_items  # a pair as one key: user row * items + item row
+    fresh = ~np.isin(users * n + items, data.users * n + data.items)
+    keep = known & fresh
+    rows = np.unique(users[keep])
+    relevant = History.build(users[keep], items[keep], data.n_users).take(rows)
+    if not len(rows):
+        raise ConfigError(f"{test}: no interaction of a user the model knows on an item it has "
+                          f"not seen ({int((~known).sum())} of {len(found)} are by unknown users)")
+    ranked = top_items(model.scorer, rows, seen, seen.take(rows), np.arange(data.n_items), max(ks))
+    return {**summary(ranked, [set(relevant[i].tolist()) for i in range(len(rows))], data.n_items, ks),
+            "users": len(rows), "candidates": data.n_items, "model": model.kind,
+            "split": data.split.kind.value, "part": "file", "test": str(test),
+            "unknown_users": len(set(np.asarray(found.users, dtype=object)[~known].tolist())),
+            "unknown_user_interactions": int((~known).sum()),
+            "unknown_items": found.unknown_items, "already_seen": int((known & ~fresh).sum())}
+
+
+def _read_test(model: Model, test: str | Path) -> Interactions:
+    """``test`` read with the model's own reading options (fields, --min-rating)."""
+    from mmrec.catalog import read_interactions
+
+    cfg = model.config.get("config", {})
+    return read_interactions(test, model.data.item_ids, cfg.get("min_rating"), cfg.get("user_field"),
+                             cfg.get("item_field"), cfg.get("rating_field"), cfg.get("timestamp_field"))

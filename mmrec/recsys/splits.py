@@ -9,6 +9,11 @@
   all their interactions from training; half of them (and their interactions) are
   the validation set, half the test set. Each set is ranked among its own items only.
 
+With ``test=False`` (``mmrec train --no-test``, for test data that comes from
+elsewhere) no test part is held out: temporal and random keep 90% of each user's
+interactions for training and the last 10% for validation (early stopping); cold-item
+removes only the validation half of its cold items.
+
 Per-user counts follow RecBole's ``_calcu_split_ids``: validation and test get
 ``int(0.1 * n)`` each, bumped to one while it would be below one and the training part
 keeps at least one interaction; training gets the rest.
@@ -25,6 +30,7 @@ from mmrec.errors import ConfigError
 
 TRAIN, VALID, TEST = 0, 1, 2
 RATIOS = (0.8, 0.1, 0.1)
+NO_TEST_RATIOS = (0.9, 0.1, 0.0)
 COLD_SHARE = 0.2
 
 
@@ -71,30 +77,33 @@ def _by_user(users: np.ndarray, order_key: np.ndarray) -> list[np.ndarray]:
     return np.split(order, bounds)
 
 
-def _per_user(users: np.ndarray, order_key: np.ndarray) -> np.ndarray:
+def _per_user(users: np.ndarray, order_key: np.ndarray,
+              ratios: tuple[float, ...] = RATIOS) -> np.ndarray:
     part = np.zeros(len(users), dtype=np.int8)
     for rows in _by_user(users, order_key):
-        n_train, n_valid, _ = part_sizes(len(rows))
+        n_train, n_valid, _ = part_sizes(len(rows), ratios)
         part[rows[n_train : n_train + n_valid]] = VALID
         part[rows[n_train + n_valid :]] = TEST
     return part
 
 
-def temporal(users: np.ndarray, times: np.ndarray, seed: int = 0) -> Split:
+def temporal(users: np.ndarray, times: np.ndarray, seed: int = 0, test: bool = True) -> Split:
     if np.isnan(times).any():
         missing = int(np.isnan(times).sum())
         raise ConfigError(f"the temporal split needs a timestamp on every interaction; "
                           f"{missing} have none", hint="use --split random or --split cold-item")
     # lexsort is stable: file order breaks timestamp ties
-    return Split(SplitKind.TEMPORAL, seed, _per_user(users, times))
+    ratios = RATIOS if test else NO_TEST_RATIOS
+    return Split(SplitKind.TEMPORAL, seed, _per_user(users, times, ratios), ratios=ratios)
 
 
-def random(users: np.ndarray, seed: int = 0) -> Split:
+def random(users: np.ndarray, seed: int = 0, test: bool = True) -> Split:
     key = np.random.default_rng(seed).permutation(len(users))
-    return Split(SplitKind.RANDOM, seed, _per_user(users, key))
+    ratios = RATIOS if test else NO_TEST_RATIOS
+    return Split(SplitKind.RANDOM, seed, _per_user(users, key, ratios), ratios=ratios)
 
 
-def cold_item(items: np.ndarray, seed: int = 0) -> Split:
+def cold_item(items: np.ndarray, seed: int = 0, test: bool = True) -> Split:
     present = np.unique(items)
     n_cold = int(round(COLD_SHARE * len(present)))
     if n_cold < 2:
@@ -102,6 +111,8 @@ def cold_item(items: np.ndarray, seed: int = 0) -> Split:
                           f"got {len(present)}")
     cold = np.random.default_rng(seed).permutation(present)[:n_cold]
     valid_items, test_items = np.sort(cold[: n_cold // 2]), np.sort(cold[n_cold // 2 :])
+    if not test:  # the test half stays in training: the same validation items either way
+        test_items = np.zeros(0, dtype=valid_items.dtype)
     part = np.zeros(len(items), dtype=np.int8)
     part[np.isin(items, valid_items)] = VALID
     part[np.isin(items, test_items)] = TEST
@@ -109,14 +120,15 @@ def cold_item(items: np.ndarray, seed: int = 0) -> Split:
 
 
 def make_split(kind: SplitKind | str, users: np.ndarray, items: np.ndarray, times: np.ndarray,
-               seed: int = 0) -> Split:
-    """Split interactions (parallel arrays of user rows, item rows, timestamps)."""
+               seed: int = 0, test: bool = True) -> Split:
+    """Split interactions (parallel arrays of user rows, item rows, timestamps);
+    ``test=False`` holds out no test part."""
     kind = SplitKind(kind)
     if kind is SplitKind.TEMPORAL:
-        return temporal(users, times, seed)
+        return temporal(users, times, seed, test)
     if kind is SplitKind.RANDOM:
-        return random(users, seed)
-    return cold_item(items, seed)
+        return random(users, seed, test)
+    return cold_item(items, seed, test)
 
 
 def save_split(path: Path, split: Split, users: np.ndarray, items: np.ndarray,

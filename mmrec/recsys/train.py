@@ -66,7 +66,7 @@ def _content(store: str | Path | None, aligner: str | Path | None, model: ModelK
 
 def _data(item_ids: list[str], found: Interactions, cfg: TrainConfig) -> Data:
     user_ids, users, items, times = index_interactions(found, item_ids)
-    split = make_split(cfg.split, users, items, times, cfg.seed)
+    split = make_split(cfg.split, users, items, times, cfg.seed, cfg.test)
     data = Data(item_ids, user_ids, users, items, times, split)
     if not (split.part == TRAIN).any():
         raise ConfigError(f"{found.path}: the {cfg.split.value} split leaves no training interaction")
