@@ -2,7 +2,10 @@
 
 Every ``mmrec.errors.*`` becomes a 4xx with ``{"error": "one line"}`` (404 for an
 unknown id, 413 for what is over a limit); anything else is logged and answered 500
-with one line, never a traceback, and the server stays up.
+with one line, never a traceback, and the server stays up. ``POST /feedback`` appends
+events to a served model's feedback journal (:class:`mmrec.recsys.update.FeedbackLog`);
+a full or old enough batch is folded into the model in the background by
+``mmrec update``'s code, and the republished model is swapped in like any other.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import hmac
 import logging
 import mimetypes
 import tempfile
+import threading
 import time
 from importlib import resources
 from pathlib import Path
@@ -144,6 +148,14 @@ def _add_routes(app: FastAPI, pool: Pool, config: ServeConfig) -> None:
         body = payload.parse_json(await _body(request, config.max_body))
         return await run_in_threadpool(_recommend, pool, config, body)
 
+    feedback = _Feedback(pool, config)
+    app.state.feedback = feedback
+
+    @app.post("/feedback")
+    async def post_feedback(request: Request) -> dict[str, Any]:
+        body = payload.parse_json(await _body(request, config.max_body))
+        return await run_in_threadpool(feedback.take, body)
+
     @app.get("/items/{item_id:path}/image")
     def item_image(item_id: str, name: str | None = None) -> FileResponse:
         return _media(pool, item_id, name, "image")
@@ -157,6 +169,57 @@ def _add_routes(app: FastAPI, pool: Pool, config: ServeConfig) -> None:
         handle = pool.holding(item_id, name)
         described = handle.item(item_id)
         return {**described, "media": _urls(handle.name, item_id, described["media"])}
+
+
+class _Feedback:
+    """One feedback journal per served model; batches applied off the request thread."""
+
+    def __init__(self, pool: Pool, config: ServeConfig) -> None:
+        self.pool, self.config = pool, config
+        self.logs: dict[Path, Any] = {}
+        self._lock = threading.Lock()
+
+    def log_of(self, path: Path) -> Any:
+        from mmrec.recsys.update import FeedbackLog
+
+        with self._lock:
+            if path not in self.logs:
+                where = self.config.feedback_dir / path.name if self.config.feedback_dir else None
+                self.logs[path] = FeedbackLog(path, where, self.config.feedback_batch,
+                                              self.config.feedback_seconds)
+            return self.logs[path]
+
+    def take(self, body: Any) -> dict[str, Any]:
+        """``{"events": [...]}``, a list of events or one event, each ``{user, item,
+        rating?, timestamp?}``; ``"name"`` picks the model when several are served."""
+        name = body.get("name") if isinstance(body, dict) else None
+        events = body.get("events", body) if isinstance(body, dict) else body
+        if isinstance(events, dict):
+            events = {k: v for k, v in events.items() if k != "name"}
+        elif not isinstance(events, list):
+            raise InputError('feedback is an event {"user", "item", ...}, a list of them, '
+                             'or {"events": [...]}')
+        handle = self.pool.pick(Kind.MODEL, name)
+        journal = self.log_of(handle.path)
+        accepted = journal.append(events)  # all or none: a bad event is a 400
+        if journal.due():
+            self.flush(journal)
+        return {"name": handle.name, "accepted": accepted, "pending": journal.pending()}
+
+    def flush(self, journal: Any) -> None:
+        threading.Thread(target=self._apply, args=(journal,), daemon=True).start()
+
+    def _apply(self, journal: Any) -> None:
+        try:
+            journal.apply()
+        except Exception:  # a failed batch stays in the journal; the server goes on
+            log.exception("feedback for %s could not be applied", journal.model)
+
+    def flush_due(self) -> None:
+        """Apply every journal whose oldest event has waited long enough."""
+        for journal in list(self.logs.values()):
+            if journal.due():
+                self._apply(journal)
 
 
 def _search(pool: Pool, config: ServeConfig, body: dict[str, Any]) -> dict[str, Any]:
@@ -202,4 +265,15 @@ def serve(config: ServeConfig) -> None:
     import uvicorn
 
     app = create_app(config)
+    _start_flusher(app.state.feedback, config.feedback_seconds)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False)
+
+
+def _start_flusher(feedback: _Feedback, seconds: float) -> None:
+    """Apply batches that wait their time out even when no new event arrives."""
+    def loop() -> None:
+        while True:
+            time.sleep(max(1.0, seconds / 4))
+            feedback.flush_due()
+
+    threading.Thread(target=loop, name="mmrec-feedback", daemon=True).start()

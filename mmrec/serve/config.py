@@ -20,6 +20,9 @@ class ServeConfig:
     max_body: int = 8 * MiB  # a request body larger than this is refused with 413
     max_pixels: int = 16_000_000  # an uploaded image larger than this is refused
     max_k: int = 1000
+    feedback_dir: Path | None = None  # default: MODEL.feedback/ beside each served model
+    feedback_batch: int = 100  # POST /feedback events folded in once this many wait ...
+    feedback_seconds: float = 60.0  # ... or the oldest has waited this long
 
     def check(self) -> None:
         """Refuse unsafe or impossible settings before anything loads."""
@@ -31,6 +34,8 @@ class ServeConfig:
             raise ConfigError(f"--host {self.host} is reachable from other machines: "
                               "it needs --token (or MMREC_TOKEN)",
                               hint="or keep the default --host 127.0.0.1")
+        if self.feedback_batch < 1 or self.feedback_seconds < 0:
+            raise ConfigError("--feedback-batch must be >= 1 and --feedback-seconds >= 0")
         if self.token is not None and len(self.token) < 8:
             raise ConfigError("--token must be at least 8 characters")
 
