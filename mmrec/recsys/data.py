@@ -14,7 +14,7 @@ import numpy as np
 
 from mmrec.artifacts import Kind, read_config
 from mmrec.catalog import Interactions
-from mmrec.errors import CatalogError, StoreError
+from mmrec.errors import AlignerError, CatalogError, StoreError
 from mmrec.recsys.scoring import History
 from mmrec.recsys.splits import TEST, TRAIN, VALID, Split
 from mmrec.store import Store, check_store, open_store
@@ -57,7 +57,7 @@ def aligner_content(aligner: str | Path, store: str | Path | None = None) -> Con
     ids, vectors = fused_vectors(aligner)
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(ids) != len(vectors) or not len(ids):
-        raise StoreError(f"{what}: no fused item vectors")
+        raise AlignerError(f"{what}: no fused item vectors")
     known = set(opened.ids)
     unknown = [i for i in ids if i not in known]
     if unknown:

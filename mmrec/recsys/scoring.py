@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from mmrec.enums import ModelKind
-from mmrec.errors import StoreError
+from mmrec.errors import ModelError
 from mmrec.vectors import unit_rows
 
 WEIGHTS = "weights.safetensors"
@@ -312,11 +312,11 @@ def load_scorer(directory: Path) -> Scorer:
 
     path = directory / WEIGHTS
     if not path.is_file():
-        raise StoreError(f"{directory}: missing {WEIGHTS}: not a complete mmrec model")
+        raise ModelError(f"{directory}: missing {WEIGHTS}: not a complete mmrec model")
     try:
         with safe_open(str(path), framework="numpy") as fh:
             meta = fh.metadata() or {}
         cls = SCORERS[ModelKind(meta.get("model", ""))]
         return cls.from_tensors(load_file(str(path)), meta)
     except (SafetensorError, ValueError, OSError, KeyError) as exc:
-        raise StoreError(f"{path}: unreadable weights ({exc})") from exc
+        raise ModelError(f"{path}: unreadable weights ({exc})") from exc
