@@ -29,6 +29,18 @@ def mmrec_home(tmp_path, monkeypatch):
     return home
 
 
+def one_line_error(result, *needles):
+    """A CLI result that failed as users should see it: exit 1, one ``error:`` line first
+    on stderr (containing each of ``needles``), no traceback; returns that line."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith("error: "), result.stderr
+    for needle in needles:
+        assert needle in first, first
+    return first
+
+
 def write_png(path: Path, color: tuple[int, int, int], size: int = 32) -> Path:
     from PIL import Image
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FAKE, FAKE_OPTIONS, make_catalog, write_png
+from conftest import FAKE, FAKE_OPTIONS, make_catalog, one_line_error, write_png
 from mmrec.cli.main import app
 from mmrec.store import Store
 
@@ -66,13 +66,6 @@ def test_ray_store_equals_a_local_store_and_reruns_incrementally(catalog, tmp_pa
     assert again["encoded"] == {"text": 0, "image": 0, "audio": 0}
     assert len(again["skipped"]) == 5  # bad rows reported again, not retried
     assert again["device"] is None  # nothing to encode: no actor started
-
-
-def one_line_error(result):
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
 
 
 def test_more_workers_than_the_cluster_holds(catalog, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import FAKE_OPTIONS, make_catalog
+from conftest import FAKE_OPTIONS, make_catalog, one_line_error
 from mmrec.cli.main import app
 
 runner = CliRunner()
@@ -24,16 +24,6 @@ def invoke(*args):
 def ok(result):
     assert result.exit_code == 0, result.output
     return result
-
-
-def one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    first = result.stderr.strip().splitlines()[0]
-    assert first.startswith("error: "), result.stderr
-    for needle in needles:
-        assert needle in first, first
-    return first
 
 
 def genre(item: str) -> int:
