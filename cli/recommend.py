@@ -24,6 +24,7 @@ def recommend(
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="How many results."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Keep items the user already has."),
     explain: bool = typer.Option(False, "--explain", help="Say which history items and modalities drove each score."),
+    key: Path = typer.Option(None, "--key", help="Key file of an anonymised model (train --anonymize): --user is hashed with it."),
     store: Path = typer.Option(None, help="A model's store, if it moved since training (only --explain's split by modality reads it)."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
@@ -34,7 +35,7 @@ def recommend(
     query = Query(text=text, image=image, audio=audio, items=list(item or []), user=user,
                   history=split_list(history) or [], modality=modality, k=k,
                   exclude_seen=not include_seen, explain=explain, device=device.value)
-    hits = mmrec.recommend(path, query, store=store)
+    hits = mmrec.recommend(path, query, store=store, key=key)
     if as_json:
         print_json({"results": [h.as_dict() for h in hits]})
     else:

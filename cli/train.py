@@ -36,14 +36,21 @@ def train(
     item_field: str = typer.Option(None, help="Item id column (default: item, item_id, ...)."),
     rating_field: str = typer.Option(None, help="Rating column (default: rating)."),
     timestamp_field: str = typer.Option(None, help="Timestamp column (default: timestamp, time)."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="Keep user ids only as keyed hashes (HMAC-SHA256); needs --key."),
+    key: Path = typer.Option(None, "--key", help="Secret key file for --anonymize, outside the model directory (created if absent)."),
     seed: int = typer.Option(0, help="Seed for the split, sampling and initialisation."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a recommender (two-tower or a baseline) on interactions over a store's items."""
+    from mmrec.errors import ConfigError
     from mmrec.recsys.train import train as run
     from mmrec.runtime import set_threads
+
+    if anonymize != (key is not None):
+        raise ConfigError("--anonymize and --key go together",
+                          hint="--anonymize --key KEYFILE: the key file is created if absent")
 
     set_threads(threads)
     config = TrainConfig(model=model, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -55,7 +62,7 @@ def train(
                          timestamp_field=timestamp_field)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
-                     config=config, progress=progress)
+                     config=config, progress=progress, key=key)
     if as_json:
         print_json(report.as_dict())
         return

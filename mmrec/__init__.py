@@ -32,22 +32,24 @@ def train(interactions: Any, out: Any, **options: Any) -> TrainReport:
     return _train(interactions=interactions, out=out, **options)
 
 
-def recommend(path: Any, query: Query, store: Any = None) -> list[Hit]:
+def recommend(path: Any, query: Query, store: Any = None, key: Any = None) -> list[Hit]:
     """Top-k for ``query`` from an aligner (search) or a trained model (recommendation);
-    ``store``: where a model's store is now, if it moved (only ``explain`` reads it)."""
+    ``store``: where a model's store is now, if it moved (only ``explain`` reads it);
+    ``key``: the key file of an anonymised model (``query.user`` is then hashed with it)."""
     from mmrec.artifacts import Kind, kind_of
 
     if kind_of(path) is Kind.ALIGNER:
         from mmrec.alignment.search import recommend as search
 
-        if store is not None:
+        if store is not None or key is not None:
             from mmrec.errors import ConfigError
 
-            raise ConfigError("--store applies to a model directory, not an aligner")
+            raise ConfigError(f"{'--store' if store is not None else '--key'} applies to a "
+                              "model directory, not an aligner")
         return search(path, query)
     from mmrec.recsys.recommend import recommend as run
 
-    return run(path, query, store)
+    return run(path, query, store, key)
 
 
 def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:

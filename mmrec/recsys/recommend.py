@@ -49,13 +49,19 @@ def _rows(model: Model, ids: list[str], option: str) -> np.ndarray:
     return np.array([model.item_row(i) for i in dict.fromkeys(ids)], dtype=np.int64)
 
 
-def _anchor(model: Model, query: Query) -> tuple[int, np.ndarray]:
-    """``(user row or -1, history item rows)`` of the query."""
+def _anchor(model: Model, query: Query, key: str | Path | None = None) -> tuple[int, np.ndarray]:
+    """``(user row or -1, history item rows)`` of the query; ``key`` hashes the user's id
+    for an anonymised model (see mmrec.privacy)."""
+    from mmrec.privacy import map_user
+
+    if query.user is not None or key is not None:
+        user = map_user(model.config, key, model.path, query.user or "")
     if query.user is not None:
-        row = model.user_row(query.user)
+        row = model.user_row(user)
         if row is None:
+            example = "" if user != query.user else f" (e.g. {model.data.user_ids[0]!r})"
             raise InputError(f"unknown user {query.user!r}: the model was trained on "
-                             f"{model.data.n_users} users (e.g. {model.data.user_ids[0]!r})",
+                             f"{model.data.n_users} users{example}",
                              hint="for a new user pass --history ID,ID,...")
         return row, model.data.items[model.data.users == row]
     return -1, _rows(model, query.history or query.items, "--history" if query.history else "--item")
@@ -68,18 +74,20 @@ def _query_vector(model: Model, query: Query, user: int, history: np.ndarray) ->
     return scorer.user_vectors(np.array([user]), History.of([history]))
 
 
-def recommend(path: str | Path, query: Query, store: str | Path | None = None) -> list[Hit]:
+def recommend(path: str | Path, query: Query, store: str | Path | None = None,
+              key: str | Path | None = None) -> list[Hit]:
     """The top ``query.k`` items of the model at ``path`` for ``query``.
 
     ``store``: where the model's store is now, if it moved; only ``--explain``'s split
     by modality reads it, and without it the rest of the explanation is still given.
+    ``key``: the key file of an anonymised model, to hash ``query.user`` with.
     """
     from mmrec.index import VectorIndex
 
     _check(query)
     model = load_model(path)
     opened = model.store(store)
-    user, history = _anchor(model, query)
+    user, history = _anchor(model, query, key)
     vector = _query_vector(model, query, user, history)
     seen = [model.data.item_ids[h] for h in history] if query.exclude_seen or query.items else []
     found = VectorIndex.load(Path(path)).search(vector, query.k, exclude=[seen])[0]

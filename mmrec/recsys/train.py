@@ -150,8 +150,14 @@ def train(
     out: str | Path | None = None,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
+    key: str | Path | None = None,
 ) -> TrainReport:
-    """Train a recommender and write it to ``out``; returns what was read, split and fitted."""
+    """Train a recommender and write it to ``out``; returns what was read, split and fitted.
+
+    ``key``: a key file (created if absent, never inside ``out``): the model then holds
+    user ids only as keyed hashes (see mmrec.privacy).
+    """
+    from mmrec.privacy import anonymize, load_key, privacy_record
     from mmrec.recsys.model import save_model
 
     started = time.perf_counter()
@@ -160,10 +166,13 @@ def train(
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
     check_out(Path(out), Kind.MODEL)
+    secret = load_key(key, out, create=True) if key is not None else None
     progress = progress or NullProgress()
     content = _content(store, aligner, cfg.model)
     found = read_interactions(interactions, content.ids if content else None, cfg.min_rating,
                               cfg.user_field, cfg.item_field, cfg.rating_field, cfg.timestamp_field)
+    if secret is not None:  # before any id is indexed, logged or written
+        found = anonymize(found, secret)
     if found.unknown_items:
         progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
     data = _data(content.ids if content else list(dict.fromkeys(found.items)), found, cfg)
@@ -182,5 +191,6 @@ def train(
     report.seconds = time.perf_counter() - started
     save_model(Path(out), cfg, content.store if content else None, scorer, data,
                {"content": source, "interactions": str(Path(interactions).resolve()),
-                "report": {k: v for k, v in report.as_dict().items() if k != "curve"}})
+                "report": {k: v for k, v in report.as_dict().items() if k != "curve"},
+                "privacy": privacy_record(secret) if secret is not None else None})
     return report
