@@ -9,10 +9,10 @@ import types
 
 import numpy as np
 import pytest
+from test_recsys_cli import FAST, invoke, ok, one_line_error
 
 from conftest import FAKE_OPTIONS, make_catalog
 from mmrec.privacy import hash_id, load_key
-from test_recsys_cli import FAST, invoke, ok, one_line_error
 
 N_ITEMS, N_USERS = 30, 12
 # distinctive ids: a grep for "u1" would match any hex hash by chance, these cannot
