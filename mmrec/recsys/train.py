@@ -41,6 +41,7 @@ class TrainReport:
     seconds: float = 0.0
     device: str = "-"
     curve: list[dict[str, float]] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # DP-SGD: the epsilon and delta actually spent
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -75,6 +76,7 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
     """Epochs until the validation metric stops improving for ``patience`` epochs; the best wins."""
     rng = np.random.default_rng(cfg.seed)
     validate = bool((data.split.part == VALID).any())
+    selects = getattr(trainer, "selects_epoch", True)  # DP-SGD releases its last epoch
     advance = progress.task(f"train {cfg.model.value}", cfg.epochs)
     best, best_metric, best_epoch, stale, curve = None, -math.inf, 0, 0, []
     for epoch in range(1, cfg.epochs + 1):
@@ -87,7 +89,7 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
             raise ConfigError(f"training diverged at epoch {epoch} (loss {loss})",
                               hint="lower --lr, or raise --temperature")
         score = metric if math.isfinite(metric) else -math.inf  # NaN never wins, never blocks
-        if not validate or best is None or score > best_metric:
+        if not (validate and selects) or best is None or score > best_metric:
             best, best_metric, best_epoch, stale = scorer, score, epoch, 0
         else:
             stale += 1
@@ -110,6 +112,10 @@ def _bpr(data: Data, content: Content | None, cfg: TrainConfig, device: Any) -> 
 def _twotower(data: Data, content: Content | None, cfg: TrainConfig, device: Any) -> Any:
     from mmrec.recsys.twotower import TwoTowerTrainer
 
+    if cfg.dp_epsilon is not None:
+        from mmrec.recsys.private import PrivateTwoTowerTrainer
+
+        return PrivateTwoTowerTrainer(data, content.matrix, cfg, device)
     return TwoTowerTrainer(data, content.matrix, cfg, device)
 
 
@@ -140,7 +146,8 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     seed_everything(cfg.seed)
     trainer = TRAINERS[cfg.model](data, content, cfg, device)
     scorer, info = _fit(trainer, data, cfg, progress)
-    return scorer, {**info, "device": str(device)}
+    spent = trainer.spent() if hasattr(trainer, "spent") else None
+    return scorer, {**info, "device": str(device), "privacy": spent}
 
 
 def train(
@@ -186,11 +193,12 @@ def train(
         out=str(out), model=cfg.model.value, split=cfg.split.value, items=data.n_items,
         users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
         epochs=info.get("epochs", 0), best_epoch=info.get("best_epoch", 0),
-        device=info.get("device", "-"), curve=info.get("curve", []),
+        device=info.get("device", "-"), curve=info.get("curve", []), privacy=info.get("privacy"),
     )
     report.seconds = time.perf_counter() - started
     save_model(Path(out), cfg, content.store if content else None, scorer, data,
                {"content": source, "interactions": str(Path(interactions).resolve()),
                 "report": {k: v for k, v in report.as_dict().items() if k != "curve"},
-                "privacy": privacy_record(secret) if secret is not None else None})
+                "privacy": {**(privacy_record(secret) if secret is not None else {"anonymized": False}),
+                            "dp": report.privacy}})
     return report
