@@ -41,11 +41,12 @@ def recommend(path: Any, query: Query, store: Any = None, key: Any = None) -> li
     if kind_of(path) is Kind.ALIGNER:
         from mmrec.alignment.search import recommend as search
 
-        if store is not None or key is not None:
+        given = [name for name, v in (("--store", store), ("--key", key),
+                                      ("--explore", query.explore)) if v is not None]
+        if given:
             from mmrec.errors import ConfigError
 
-            raise ConfigError(f"{'--store' if store is not None else '--key'} applies to a "
-                              "model directory, not an aligner")
+            raise ConfigError(f"{given[0]} applies to a model directory, not an aligner")
         return search(path, query)
     from mmrec.recsys.recommend import recommend as run
 

@@ -26,6 +26,8 @@ TOP_REASONS = 3  # history items named per explained hit
 
 
 def _check(query: Query) -> None:
+    if query.feedback is not None and query.explore is None:
+        raise ConfigError("--feedback updates an --explore policy: give --explore ucb|thompson|epsilon")
     if query.text or query.image or query.audio:
         raise ConfigError("a trained model recommends for --user, --history or --item; "
                           "text, image and audio queries need an aligner directory")
@@ -90,7 +92,11 @@ def recommend(path: str | Path, query: Query, store: str | Path | None = None,
     user, history = _anchor(model, query, key)
     vector = _query_vector(model, query, user, history)
     seen = [model.data.item_ids[h] for h in history] if query.exclude_seen or query.items else []
-    found = VectorIndex.load(Path(path)).search(vector, query.k, exclude=[seen])[0]
+    index = VectorIndex.load(Path(path))
+    if query.explore is not None:
+        found = _explore(model, index, query, vector[0], seen)
+    else:
+        found = index.search(vector, query.k, exclude=[seen])[0]
     metadata = model.metadata()
     rows = np.array([model.item_row(i) for i, _ in found], dtype=np.int64)
     why = _explanations(model, opened, vector[0], user, history, rows, metadata) if query.explain else {}
@@ -100,6 +106,28 @@ def recommend(path: str | Path, query: Query, store: str | Path | None = None,
         hits.append(Hit(id=item_id, score=score, title=pop_title(meta), metadata=meta,
                         explanation=why.get(int(row))))
     return hits
+
+
+def _explore(model: Model, index: Any, query: Query, theta0: np.ndarray,
+             seen: list[str]) -> list[tuple[str, float]]:
+    """The model's top candidates re-ranked by a bandit updated with the user's feedback
+    (see mmrec.recsys.explore); each hit keeps the model's score."""
+    from mmrec.enums import ExploreKind, parse_enum
+    from mmrec.recsys.explore import ExploreConfig, read_feedback, rerank
+
+    kind = parse_enum(ExploreKind, query.explore, "--explore")
+    if query.user is None:
+        raise ConfigError("--explore re-ranks for a user: give --user (feedback is per user)")
+    cfg = ExploreConfig()
+    shown, rewards = ([], np.zeros(0)) if query.feedback is None else read_feedback(
+        Path(query.feedback), model.data.item_ids, query.user, query.threshold)
+    exclude = seen + shown if query.exclude_seen else seen
+    found = index.search(theta0[None, :], max(query.k, cfg.candidates), exclude=[exclude])[0]
+    items = model.scorer.items
+    candidates = items[[model.item_row(i) for i, _ in found]]
+    feedback = items[[model.item_row(i) for i in shown]].reshape(len(shown), items.shape[1])
+    order = rerank(kind, cfg, theta0, candidates, feedback, rewards, query.seed)
+    return [found[n] for n in order[: query.k]]
 
 
 NO_STORE = "the split by modality needs the model's store: pass --store STORE (it is not at {})"
