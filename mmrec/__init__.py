@@ -58,6 +58,10 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
     from mmrec.artifacts import Kind, kind_of
 
     kind = kind_of(path)
+    if what == "replay":  # a model's policies over a time-ordered log (mmrec.recsys.replay)
+        from mmrec.recsys.replay import evaluate_replay
+
+        return evaluate_replay(path, **options)
     if what == "retrieval" or (what == "auto" and kind is Kind.ALIGNER):
         if kind is not Kind.ALIGNER:
             from mmrec.errors import ConfigError
