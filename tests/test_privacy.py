@@ -88,6 +88,12 @@ def test_recommend_without_or_with_a_wrong_key_is_one_line(world, tmp_path):
                    "unknown user")
 
 
+def test_a_history_needs_no_key(world):
+    hits = json.loads(ok(invoke("recommend", world.out, "--history", "i1,i2", "-k", "3",
+                                "--json")).stdout)["results"]
+    assert len(hits) == 3
+
+
 def test_key_inside_the_model_directory_is_refused(world, tmp_path):
     out = tmp_path / "model"
     result = invoke("train", "--store", world.store, "--interactions", world.inter, "--out", out,

@@ -54,19 +54,21 @@ def _rows(model: Model, ids: list[str], option: str) -> np.ndarray:
 def _anchor(model: Model, query: Query, key: str | Path | None = None) -> tuple[int, np.ndarray]:
     """``(user row or -1, history item rows)`` of the query; ``key`` hashes the user's id
     for an anonymised model (see mmrec.privacy)."""
-    from mmrec.privacy import map_user
+    from mmrec.privacy import map_user, user_key
 
-    if query.user is not None or key is not None:
-        user = map_user(model.config, key, model.path, query.user or "")
-    if query.user is not None:
-        row = model.user_row(user)
-        if row is None:
-            example = "" if user != query.user else f" (e.g. {model.data.user_ids[0]!r})"
-            raise InputError(f"unknown user {query.user!r}: the model was trained on "
-                             f"{model.data.n_users} users{example}",
-                             hint="for a new user pass --history ID,ID,...")
-        return row, model.data.items[model.data.users == row]
-    return -1, _rows(model, query.history or query.items, "--history" if query.history else "--item")
+    if query.user is None:  # a history needs no key; one given that does not fit is refused
+        if key is not None:
+            user_key(model.config, key, model.path)
+        return -1, _rows(model, query.history or query.items, "--history" if query.history else "--item")
+    user = map_user(model.config, key, model.path, query.user)
+    row = model.user_row(user)
+    if row is None:
+        # an anonymised model's ids are hashes: naming one would help nobody
+        example = "" if user != query.user else f" (e.g. {model.data.user_ids[0]!r})"
+        raise InputError(f"unknown user {query.user!r}: the model was trained on "
+                         f"{model.data.n_users} users{example}",
+                         hint="for a new user pass --history ID,ID,...")
+    return row, model.data.items[model.data.users == row]
 
 
 def _query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> np.ndarray:
