@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from mmrec.cli._common import DEVICE_HELP, handle_errors, print_json, split_list, stdout
-from mmrec.enums import DeviceChoice
+from mmrec.enums import DeviceChoice, ExploreKind
 from mmrec.query import Hit, Query
 
 
@@ -24,6 +24,11 @@ def recommend(
     k: int = typer.Option(10, "-k", "--top-k", min=1, help="How many results."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Keep items the user already has."),
     explain: bool = typer.Option(False, "--explain", help="Say which history items and modalities drove each score."),
+    explore: ExploreKind = typer.Option(None, "--explore", help="Re-rank the model's top 100 for --user with a bandit: ucb, thompson, epsilon (or greedy)."),
+    feedback: Path = typer.Option(None, "--feedback", help="The user's feedback events (user,item[,rating]): update the --explore policy."),
+    threshold: float = typer.Option(4.0, "--threshold", help="A feedback rating at least this is a reward of 1 (no rating: 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of thompson's draw and epsilon's coin."),
+    key: Path = typer.Option(None, "--key", help="Key file of an anonymised model (train --anonymize): --user is hashed with it."),
     store: Path = typer.Option(None, help="A model's store, if it moved since training (only --explain's split by modality reads it)."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
@@ -33,8 +38,10 @@ def recommend(
 
     query = Query(text=text, image=image, audio=audio, items=list(item or []), user=user,
                   history=split_list(history) or [], modality=modality, k=k,
-                  exclude_seen=not include_seen, explain=explain, device=device.value)
-    hits = mmrec.recommend(path, query, store=store)
+                  exclude_seen=not include_seen, explain=explain, device=device.value,
+                  explore=explore.value if explore else None, feedback=feedback,
+                  threshold=threshold, seed=seed)
+    hits = mmrec.recommend(path, query, store=store, key=key)
     if as_json:
         print_json({"results": [h.as_dict() for h in hits]})
     else:

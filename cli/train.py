@@ -46,6 +46,11 @@ def train(
     rating_field: str = typer.Option(None, help="Rating column (default: rating)."),
     timestamp_field: str = typer.Option(None, help="Timestamp column (default: timestamp, time)."),
     no_test: bool = typer.Option(False, "--no-test", help="Hold out only the validation part (early stopping); evaluate later with `mmrec evaluate MODEL --test FILE`."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="Keep user ids only as keyed hashes (HMAC-SHA256); needs --key."),
+    key: Path = typer.Option(None, "--key", help="Secret key file for --anonymize, outside the model directory (created if absent)."),
+    dp_epsilon: float = typer.Option(None, "--dp-epsilon", help="Train the twotower with DP-SGD (opacus, user-level) to this epsilon."),
+    dp_delta: float = typer.Option(None, "--dp-delta", help="DP-SGD delta (default: min(1e-5, 0.1/users))."),
+    dp_max_grad_norm: float = typer.Option(TrainConfig.dp_max_grad_norm, "--dp-max-grad-norm", help="DP-SGD: each user's gradient is clipped to this norm."),
     seed: int = typer.Option(0, help="Seed for the split, sampling and initialisation."),
     index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
@@ -53,8 +58,13 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a recommender (two-tower or a baseline) on interactions over a store's items."""
+    from mmrec.errors import ConfigError
     from mmrec.recsys.train import train as run
     from mmrec.runtime import set_threads
+
+    if anonymize != (key is not None):
+        raise ConfigError("--anonymize and --key go together",
+                          hint="--anonymize --key KEYFILE: the key file is created if absent")
 
     set_threads(threads)
     config = TrainConfig(model=model, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
@@ -63,10 +73,11 @@ def train(
                          id_dropout=id_dropout, recent=recent, patience=patience, test=not no_test, seed=seed,
                          device=device.value, min_rating=min_rating, user_field=user_field,
                          item_field=item_field, rating_field=rating_field,
-                         timestamp_field=timestamp_field, index=index)
+                         timestamp_field=timestamp_field, index=index, dp_epsilon=dp_epsilon,
+                         dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
-                     config=config, progress=progress)
+                     config=config, progress=progress, key=key)
     if not is_main():  # under torchrun only rank 0 reports
         return
     if as_json:
@@ -88,6 +99,10 @@ def train(
         console.print(f"  skipped row {problem['row']}: {problem['reason']}", markup=False)
     if report.epochs:
         console.print(f"best epoch {report.best_epoch} of {report.epochs}")
+    if report.privacy:
+        dp = report.privacy
+        console.print(f"DP-SGD: epsilon {dp['epsilon']:.3f} spent at delta {dp['delta']:.2g} "
+                      f"(per {dp['unit']}, noise {dp['noise_multiplier']}, {dp['steps']} steps)")
     if report.valid:
         console.print("validation: " + "  ".join(f"{k} {v:.4f}" for k, v in report.valid.items()
                                                  if "@" in k))

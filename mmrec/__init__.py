@@ -42,18 +42,19 @@ def update(model: Any, interactions: Any, **options: Any) -> UpdateReport:
     return _update(model, interactions, **options)
 
 
-def recommend(path: Any, query: Query, store: Any = None) -> list[Hit]:
+def recommend(path: Any, query: Query, store: Any = None, key: Any = None) -> list[Hit]:
     """Top-k for ``query`` from an aligner (search) or a trained model (recommendation);
-    ``store``: where a model's store is now, if it moved (only ``explain`` reads it).
+    ``store``: where a model's store is now, if it moved (only ``explain`` reads it);
+    ``key``: the key file of an anonymised model (``query.user`` is then hashed with it).
 
     One call opens a handle (see :func:`open`) for this query alone, its encoders on
     ``query.device``.
     """
-    return open(path, store=store, device=query.device).ask(query)
+    return open(path, store=store, device=query.device, key=key).ask(query)
 
 
-def open(path: Any, store: Any = None, warm: bool = False,
-         device: str = "auto") -> AlignerHandle | ModelHandle:
+def open(path: Any, store: Any = None, warm: bool = False, device: str = "auto",
+         key: Any = None) -> AlignerHandle | ModelHandle:
     """A resident handle on an aligner or model directory: loaded once, queried many times.
 
     ``mmrec.open("aligner/").ask(Query(text="a barking dog"))`` answers what
@@ -62,7 +63,7 @@ def open(path: Any, store: Any = None, warm: bool = False,
     """
     from mmrec.handle import open as _open
 
-    return _open(path, store=store, warm=warm, device=device)
+    return _open(path, store=store, warm=warm, device=device, key=key)
 
 
 def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
@@ -70,6 +71,10 @@ def evaluate(path: Any, what: str = "auto", **options: Any) -> dict[str, Any]:
     from mmrec.artifacts import Kind, kind_of
 
     kind = kind_of(path)
+    if what == "replay":  # a model's policies over a time-ordered log (mmrec.recsys.replay)
+        from mmrec.recsys.replay import evaluate_replay
+
+        return evaluate_replay(path, **options)
     if what == "retrieval" or (what == "auto" and kind is Kind.ALIGNER):
         if kind is not Kind.ALIGNER:
             from mmrec.errors import ConfigError

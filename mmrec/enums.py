@@ -89,6 +89,15 @@ class DeviceChoice(_Choice):
     MPS = "mps"
 
 
+class ExploreKind(_Choice):
+    """How ``recommend --explore`` and replay evaluation rank a user's candidates."""
+
+    GREEDY = "greedy"  # the posterior mean: learns from feedback, never explores
+    UCB = "ucb"
+    THOMPSON = "thompson"
+    EPSILON = "epsilon"
+
+
 class Precision(_Choice):
     AUTO = "auto"  # bf16 autocast on CUDA where supported, fp32 elsewhere
     FP32 = "fp32"

@@ -58,20 +58,22 @@ class Handle(Protocol):
 
 
 def open(path: str | Path, store: str | Path | None = None, warm: bool = False,
-         device: str = "auto") -> AlignerHandle | ModelHandle:
+         device: str = "auto", key: str | Path | None = None) -> AlignerHandle | ModelHandle:
     """A resident handle on the aligner or model directory at ``path``.
 
     ``store``: where a model's store lives now, if it moved (only ``explain``'s split by
     modality reads it). ``warm``: load every query encoder now rather than on first use.
     ``device``: where an aligner's query encoders run (auto: cuda > mps > cpu); an
-    unavailable one fails when the first encoder loads.
+    unavailable one fails when the first encoder loads. ``key``: the key file of an
+    anonymised model, with which ``Query.user`` ids are hashed (see mmrec.privacy).
     """
     path = Path(path)
     if kind_of(path) is Kind.ALIGNER:
-        if store is not None:
-            raise ConfigError("--store applies to a model directory, not an aligner")
+        given = [name for name, v in (("--store", store), ("--key", key)) if v is not None]
+        if given:
+            raise ConfigError(f"{given[0]} applies to a model directory, not an aligner")
         return AlignerHandle(path, warm, device)
-    return ModelHandle(path, store)
+    return ModelHandle(path, store, key)
 
 
 def stamp_of(path: Path) -> tuple[int, int]:
@@ -242,6 +244,8 @@ class AlignerHandle:
         if query.user is not None or query.history:
             raise ConfigError("an aligner searches by content or item; --user and --history "
                               "need a trained model", hint="train one with `mmrec train`")
+        if query.explore is not None:
+            raise ConfigError("--explore applies to a model directory, not an aligner")
         check_k(query.k)
         for item_id in query.items:
             self._items.require(item_id)
@@ -285,13 +289,15 @@ class ModelHandle:
 
     kind = Kind.MODEL
 
-    def __init__(self, path: Path, store: str | Path | None = None) -> None:
+    def __init__(self, path: Path, store: str | Path | None = None,
+                 key: str | Path | None = None) -> None:
         from mmrec.index import VectorIndex
         from mmrec.recsys.model import STORE_MANIFEST, load_model
 
         self.path = Path(path)
         self.stamp = stamp_of(self.path)
         self.model = load_model(self.path)
+        self.key = key
         self.store = self.model.store(store)  # None when it moved: only explain needs it
         self._index = VectorIndex.load(self.path)
         manifest = (self.store.manifest if self.store is not None
@@ -334,6 +340,9 @@ class ModelHandle:
         seen = [self._seen(q, a[1]) for q, a in zip(queries, anchors, strict=True)]
         found = self._index.search(np.concatenate(vectors), max(q.k for q in queries),
                                    exclude=seen)
+        for n, query in enumerate(queries):  # a bandit re-ranks the model's candidates
+            if query.explore is not None:
+                found[n] = self._explore(query, vectors[n][0], seen[n])
         return [self._hits(q, v[0], a, f[: q.k])
                 for q, v, a, f in zip(queries, vectors, anchors, found, strict=True)]
 
@@ -342,12 +351,17 @@ class ModelHandle:
 
         check_query(query)
         check_k(query.k)
-        return anchor(self.model, query)
+        return anchor(self.model, query, self.key)
 
     def _vector(self, query: Query, user: int, history: np.ndarray) -> np.ndarray:
         from mmrec.recsys.recommend import query_vector
 
         return query_vector(self.model, query, user, history)
+
+    def _explore(self, query: Query, vector: np.ndarray, seen: list[str]) -> list[tuple[str, float]]:
+        from mmrec.recsys.recommend import explore_candidates
+
+        return explore_candidates(self.model, self._index, query, vector, seen)
 
     def _seen(self, query: Query, history: np.ndarray) -> list[str]:
         if query.exclude_seen or query.items:

@@ -26,6 +26,11 @@ class Query:
     exclude_seen: bool = True
     explain: bool = False
     device: str = "auto"  # where query content is encoded (auto: cuda > mps > cpu)
+    # a model's user: re-rank its top candidates with a bandit (see mmrec.recsys.explore)
+    explore: str | None = None  # ucb | thompson | epsilon | greedy
+    feedback: Path | None = None  # the user's feedback events (an interactions file)
+    threshold: float = 4.0  # a feedback rating at least this is a reward of 1
+    seed: int = 0  # thompson's draw and epsilon's coin
 
 
 def pop_title(meta: dict[str, Any]) -> str | None:

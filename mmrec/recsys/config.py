@@ -32,6 +32,7 @@ DEFAULTS = {
 MIN_STEPS = 300
 PATIENCE_STEPS = 100
 RECENT = 10
+DP_BATCH_USERS = 256  # DP-SGD samples users, not pairs: a batch of about this many users
 VALID_METRIC = "ndcg@20"  # early stopping and model selection, on the validation part
 
 
@@ -67,6 +68,10 @@ class TrainConfig:
     rating_field: str | None = None
     timestamp_field: str | None = None
     index: IndexType = IndexType.AUTO  # faiss index type over the item vectors
+    # DP-SGD (twotower, see mmrec.recsys.private): the target epsilon over the run; None: off
+    dp_epsilon: float | None = None
+    dp_delta: float | None = None  # None: min(1e-5, 0.1 / users)
+    dp_max_grad_norm: float = 1.0  # each user's gradient is clipped to this L2 norm
 
     def resolved(self, train_pairs: int | None = None) -> TrainConfig:
         """A copy with every None default filled in, checked; given the number of
@@ -75,7 +80,9 @@ class TrainConfig:
         model = ModelKind(self.model)
         filled = {k: v if getattr(self, k) is None else getattr(self, k)
                   for k, v in DEFAULTS[model].items()}
-        if train_pairs and filled["batch_size"]:
+        if self.dp_epsilon is not None and self.batch_size is None:
+            filled["batch_size"] = DP_BATCH_USERS
+        if train_pairs and filled["batch_size"] and self.dp_epsilon is None:
             steps = math.ceil(train_pairs / filled["batch_size"])  # per epoch
             if self.epochs is None:
                 filled["epochs"] = max(filled["epochs"], math.ceil(MIN_STEPS / steps))
@@ -100,7 +107,19 @@ class TrainConfig:
             (self.dim >= 1 and self.hidden >= 0, "--dim must be >= 1"),
             (self.recent >= 0, f"--recent must be >= 0, got {self.recent}"),
             (0 <= self.id_dropout < 1, f"--id-dropout must be in [0, 1), got {self.id_dropout}"),
+            *self._dp_rules(),
         ]
         for ok, message in rules:
             if not ok:
                 raise ConfigError(message)
+
+    def _dp_rules(self) -> list[tuple[bool, str]]:
+        if self.dp_epsilon is None:
+            return [(self.dp_delta is None, "--dp-delta needs --dp-epsilon")]
+        return [
+            (self.model is ModelKind.TWOTOWER, f"--dp-epsilon trains the twotower, not {self.model.value}"),
+            (self.dp_epsilon > 0, f"--dp-epsilon must be positive, got {self.dp_epsilon}"),
+            (self.dp_delta is None or 0 < self.dp_delta < 1, "--dp-delta must be in (0, 1)"),
+            (self.dp_max_grad_norm > 0, "--dp-max-grad-norm must be positive"),
+            (self.hard_negatives == 0, "--hard-negatives mines every user's ranking: not with --dp-epsilon"),
+        ]

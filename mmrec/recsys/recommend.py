@@ -11,6 +11,7 @@ item's content and measuring the score lost.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,8 @@ TOP_REASONS = 3  # history items named per explained hit
 
 
 def check_query(query: Query) -> None:
+    if query.feedback is not None and query.explore is None:
+        raise ConfigError("--feedback updates an --explore policy: give --explore ucb|thompson|epsilon")
     if query.text or query.image or query.audio:
         raise ConfigError("a trained model recommends for --user, --history or --item; "
                           "text, image and audio queries need an aligner directory")
@@ -49,16 +52,24 @@ def _rows(model: Model, ids: list[str], option: str) -> np.ndarray:
     return np.array([model.item_row(i) for i in dict.fromkeys(ids)], dtype=np.int64)
 
 
-def anchor(model: Model, query: Query) -> tuple[int, np.ndarray]:
-    """``(user row or -1, history item rows)`` of the query."""
-    if query.user is not None:
-        row = model.user_row(query.user)
-        if row is None:
-            raise UnknownIdError(f"unknown user {query.user!r}: the model was trained on "
-                             f"{model.data.n_users} users (e.g. {model.data.user_ids[0]!r})",
-                             hint="for a new user pass --history ID,ID,...")
-        return row, model.data.items[model.data.users == row]
-    return -1, _rows(model, query.history or query.items, "--history" if query.history else "--item")
+def anchor(model: Model, query: Query, key: str | Path | None = None) -> tuple[int, np.ndarray]:
+    """``(user row or -1, history item rows)`` of the query; ``key`` hashes the user's id
+    for an anonymised model (see mmrec.privacy)."""
+    from mmrec.privacy import map_user, user_key
+
+    if query.user is None:  # a history needs no key; one given that does not fit is refused
+        if key is not None:
+            user_key(model.config, key, model.path)
+        return -1, _rows(model, query.history or query.items, "--history" if query.history else "--item")
+    user = map_user(model.config, key, model.path, query.user)
+    row = model.user_row(user)
+    if row is None:
+        # an anonymised model's ids are hashes: naming one would help nobody
+        example = "" if user != query.user else f" (e.g. {model.data.user_ids[0]!r})"
+        raise UnknownIdError(f"unknown user {query.user!r}: the model was trained on "
+                         f"{model.data.n_users} users{example}",
+                         hint="for a new user pass --history ID,ID,...")
+    return row, model.data.items[model.data.users == row]
 
 
 def query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> np.ndarray:
@@ -66,6 +77,28 @@ def query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> 
     if query.items:  # item to item: the items' own mean vector
         return scorer.items[history].mean(axis=0, keepdims=True)
     return scorer.user_vectors(np.array([user]), History.of([history]))
+
+
+def explore_candidates(model: Model, index: Any, query: Query, theta0: np.ndarray,
+             seen: list[str]) -> list[tuple[str, float]]:
+    """The model's top candidates re-ranked by a bandit updated with the user's feedback
+    (see mmrec.recsys.explore); each hit keeps the model's score."""
+    from mmrec.enums import ExploreKind, parse_enum
+    from mmrec.recsys.explore import ExploreConfig, read_feedback, rerank
+
+    kind = parse_enum(ExploreKind, query.explore, "--explore")
+    if query.user is None:
+        raise ConfigError("--explore re-ranks for a user: give --user (feedback is per user)")
+    cfg = ExploreConfig()
+    shown, rewards = ([], np.zeros(0)) if query.feedback is None else read_feedback(
+        Path(query.feedback), model.data.item_ids, query.user, query.threshold)
+    exclude = seen + shown if query.exclude_seen else seen
+    found = index.search(theta0[None, :], max(query.k, cfg.candidates), exclude=[exclude])[0]
+    items = model.scorer.items
+    candidates = items[[model.item_row(i) for i, _ in found]]
+    feedback = items[[model.item_row(i) for i in shown]].reshape(len(shown), items.shape[1])
+    order = rerank(kind, cfg, theta0, candidates, feedback, rewards, query.seed)
+    return [found[n] for n in order[: query.k]]
 
 
 NO_STORE = "the split by modality needs the model's store: pass --store STORE (it is not at {})"

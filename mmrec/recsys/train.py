@@ -43,6 +43,7 @@ class TrainReport:
     seconds: float = 0.0
     device: str = "-"
     curve: list[dict[str, float]] = field(default_factory=list)
+    privacy: dict[str, Any] | None = None  # DP-SGD: the epsilon and delta actually spent
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -77,6 +78,7 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
     """Epochs until the validation metric stops improving for ``patience`` epochs; the best wins."""
     rng = np.random.default_rng(cfg.seed)
     validate = bool((data.split.part == VALID).any())
+    selects = getattr(trainer, "selects_epoch", True)  # DP-SGD releases its last epoch
     advance = progress.task(f"train {cfg.model.value}", cfg.epochs)
     best, best_metric, best_epoch, stale, curve = None, -math.inf, 0, 0, []
     for epoch in range(1, cfg.epochs + 1):
@@ -90,7 +92,7 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
             raise ConfigError(f"training diverged at epoch {epoch} (loss {loss})",
                               hint="lower --lr, or raise --temperature")
         score = metric if math.isfinite(metric) else -math.inf  # NaN never wins, never blocks
-        if not validate or best is None or score > best_metric:
+        if not (validate and selects) or best is None or score > best_metric:
             best, best_metric, best_epoch, stale = scorer, score, epoch, 0
         else:
             stale += 1
@@ -118,6 +120,10 @@ def _bpr(data: Data, content: Content | None, cfg: TrainConfig, device: Any) -> 
 def _twotower(data: Data, content: Content | None, cfg: TrainConfig, device: Any) -> Any:
     from mmrec.recsys.twotower import TwoTowerTrainer
 
+    if cfg.dp_epsilon is not None:
+        from mmrec.recsys.private import PrivateTwoTowerTrainer
+
+        return PrivateTwoTowerTrainer(data, content.matrix, cfg, device)
     return TwoTowerTrainer(data, content.matrix, cfg, device)
 
 
@@ -151,7 +157,8 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     seed_everything(cfg.seed)
     trainer = TRAINERS[cfg.model](data, content, cfg, device)
     scorer, info = _fit(trainer, data, cfg, progress)
-    return scorer, {**info, "device": str(device)}
+    spent = trainer.spent() if hasattr(trainer, "spent") else None
+    return scorer, {**info, "device": str(device), "privacy": spent}
 
 
 def train(
@@ -161,8 +168,14 @@ def train(
     out: str | Path | None = None,
     config: TrainConfig | None = None,
     progress: Progress | None = None,
+    key: str | Path | None = None,
 ) -> TrainReport:
-    """Train a recommender and write it to ``out``; returns what was read, split and fitted."""
+    """Train a recommender and write it to ``out``; returns what was read, split and fitted.
+
+    ``key``: a key file (created if absent, never inside ``out``): the model then holds
+    user ids only as keyed hashes (see mmrec.privacy).
+    """
+    from mmrec.privacy import anonymize, load_key, privacy_record
     from mmrec.recsys.model import save_model
 
     started = time.perf_counter()
@@ -171,10 +184,13 @@ def train(
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
     check_out(Path(out), Kind.MODEL)
+    secret = load_key(key, out, create=True) if key is not None else None
     progress = progress if progress and dist.world().main else NullProgress()
     content = _content(store, aligner, cfg.model)
     found = read_interactions(interactions, content.ids if content else None, cfg.min_rating,
                               cfg.user_field, cfg.item_field, cfg.rating_field, cfg.timestamp_field)
+    if secret is not None:  # before any id is indexed, logged or written
+        found = anonymize(found, secret)
     if found.unknown_items:
         progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
     data = _data(content.ids if content else list(dict.fromkeys(found.items)), found, cfg)
@@ -188,11 +204,13 @@ def train(
         out=str(out), model=cfg.model.value, split=cfg.split.value, items=data.n_items,
         users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
         epochs=info.get("epochs", 0), best_epoch=info.get("best_epoch", 0),
-        device=info.get("device", "-"), curve=info.get("curve", []),
+        device=info.get("device", "-"), curve=info.get("curve", []), privacy=info.get("privacy"),
     )
     report.seconds = time.perf_counter() - started
     extra = {"content": source, "interactions": str(Path(interactions).resolve()),
-             "report": {k: v for k, v in report.as_dict().items() if k != "curve"}}
+             "report": {k: v for k, v in report.as_dict().items() if k != "curve"},
+             "privacy": {**(privacy_record(secret) if secret is not None else {"anonymized": False}),
+                         "dp": report.privacy}}
     # rank 0 writes the model; the others wait until it is in place
     dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer, data, extra))
     return report
