@@ -18,6 +18,7 @@ def update(
     store: Path = typer.Option(None, help="Where the model's store now lives, if it moved (new items come from its content)."),
     steps: int = typer.Option(0, min=0, help="Also fine-tune a twotower model for this many steps on the new interactions only."),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
+    key: Path = typer.Option(None, "--key", help="Key file of an anonymised model (train --anonymize): new user ids are hashed with it."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Fold new interactions, users and items into a trained model without retraining."""
@@ -25,7 +26,7 @@ def update(
 
     with RichProgress() as progress:
         report = mmrec.update(model, interactions, out=out, store=store, steps=steps,
-                              device=device.value, progress=progress)
+                              device=device.value, progress=progress, key=key)
     if as_json:
         print_json(report.as_dict())
         return

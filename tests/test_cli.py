@@ -50,7 +50,7 @@ def test_metavars_name_what_is_expected():
     recommend = runner.invoke(app, ["recommend", "--help"]).output
     assert "--item TEXT" in recommend and "-k, --top-k INTEGER" in recommend
     evaluate = runner.invoke(app, ["evaluate", "--help"]).output
-    assert "Usage: mmrec evaluate [OPTIONS] [retrieval] DIR\n" in evaluate  # hidden 2nd arg unlisted
+    assert "Usage: mmrec evaluate [OPTIONS] [retrieval|replay] DIR\n" in evaluate  # hidden 2nd arg unlisted
 
 
 def test_preset_help_lists_the_shipped_presets():

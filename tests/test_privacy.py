@@ -9,9 +9,9 @@ import types
 
 import numpy as np
 import pytest
-from test_recsys_cli import FAST, invoke, ok, one_line_error
+from test_recsys_cli import FAST, invoke, ok
 
-from conftest import FAKE_OPTIONS, make_catalog
+from conftest import FAKE_OPTIONS, make_catalog, one_line_error
 from mmrec.privacy import hash_id, load_key
 
 N_ITEMS, N_USERS = 30, 12
@@ -102,3 +102,22 @@ def test_key_inside_the_model_directory_is_refused(world, tmp_path):
     assert not out.exists()
     one_line_error(invoke("train", "--store", world.store, "--interactions", world.inter,
                           "--out", out, "--anonymize", *FAST), "--anonymize and --key")
+
+
+def test_update_hashes_new_users_with_the_key(world, tmp_path):
+    """`update` on an anonymised model: new raw ids are hashed before anything is written,
+    the new user is then served by its raw id and the key, and a missing key is refused."""
+    newcomer = "new.person@example.org"
+    new = tmp_path / "new.csv"
+    new.write_text("user,item,rating,timestamp\n"
+                   + "".join(f"{newcomer},i{i},5,{5000 + i}\n" for i in (1, 2, 3)))
+    one_line_error(invoke("update", world.out, "-i", new, "--out", tmp_path / "m"), "anonymised")
+    ok(invoke("update", world.out, "-i", new, "--key", world.key, "--out", tmp_path / "m"))
+    for path in (p for p in (tmp_path / "m").rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        assert newcomer.encode() not in data and newcomer.encode("utf-32-le") not in data, path
+    users = json.loads((tmp_path / "m" / "users.json").read_text())
+    assert hash_id(world.key.read_bytes(), newcomer) in users
+    found = json.loads(ok(invoke("recommend", tmp_path / "m", "--user", newcomer, "--key",
+                                 world.key, "-k", "3", "--json")).stdout)["results"]
+    assert len(found) == 3 and not {"i1", "i2", "i3"} & {h["id"] for h in found}

@@ -90,22 +90,29 @@ def update(
     fields: dict[str, str] | None = None,
     device: str = "auto",
     progress: Progress | None = None,
+    key: str | Path | None = None,
 ) -> UpdateReport:
     """Fold ``interactions`` (new users, items, behaviour) into ``model``; publish at ``out``
     (default: in place). ``store``: where the model's store now lives, if it moved;
     ``fields``: the file's ``user``/``item``/``rating``/``timestamp`` columns when they are
-    not the ones the model was trained with."""
+    not the ones the model was trained with; ``key``: an anonymised model's key file, with
+    which the new interactions' user ids are hashed before anything else sees them."""
     started = time.perf_counter()
     progress = progress or NullProgress()
     if steps < 0:
         raise ConfigError(f"--steps must be >= 0, got {steps}")
+    from mmrec.privacy import anonymize, user_key
+
     loaded = load_model(model)
+    secret = user_key(loaded.config, key, loaded.path)  # refuses a missing or wrong key
     _check_kind(loaded, steps)
     target = Path(out) if out is not None else loaded.path
     check_out(target, Kind.MODEL)
     content = _content(loaded, store, every=steps > 0)
     added = _content_items(loaded, content, progress)
     found = _read_new(loaded, interactions, added, fields)
+    if secret is not None:
+        found = anonymize(found, secret)
     data, counts = _extend(loaded, found, added.ids)
     if not counts["interactions"]:
         raise InputError(f"{interactions}: nothing new: the model already holds all "
