@@ -139,6 +139,11 @@ def test_page_runs_the_search_in_its_url(page, server, world):
                                                       if int(c["id"][4:]) % 3 == 0}
     assert page.input_value("#q") == "a blue thing" and page.input_value("#modality") == "image"
     assert "results from aligner" in page.inner_text("#status")
+    # the first item's sound really plays: decoded at its length (0.5 s), and time moves
+    page.evaluate("() => { const a = document.querySelector('#results audio'); a.muted = true; a.play(); }")
+    wait_js(page, "() => document.querySelector('#results audio').currentTime > 0.05")
+    duration = page.evaluate("() => document.querySelector('#results audio').duration")
+    assert abs(duration - 0.5) < 0.05, duration
     assert page.outside == []
 
 
