@@ -55,8 +55,7 @@ class Item:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def source(self, modality: Modality) -> str | Path | None:
-        return {Modality.TEXT: self.text, Modality.IMAGE: self.image,
-                Modality.AUDIO: self.audio}[modality]
+        return getattr(self, modality.value)  # the fields are named after the modalities
 
     def content_hash(self, modality: Modality) -> str | None:
         """A hash of what the encoder sees, so unchanged content is never re-encoded."""

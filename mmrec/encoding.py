@@ -26,6 +26,7 @@ from mmrec.store import (
     Store,
     is_reusable_dir,
     items_digest,
+    release,
     write_lock,
     write_store,
 )
@@ -259,6 +260,8 @@ class _Run:
         new, old = pairs[:, 0], pairs[:, 1]
         for at in range(0, len(pairs), chunk):  # bounded memory: one chunk of rows at a time
             matrix[new[at:at + chunk]] = old_matrix[old[at:at + chunk]]
+            release(matrix)
+            release(old_matrix)
         norms[new], mask[new] = self.old.norms(modality)[old], True
 
     def encode(self, modality: Modality, encoder: Encoder, todo: list[tuple[Item, str]]) -> None:
@@ -307,6 +310,7 @@ class _Run:
         rows = np.array([self.row[i] for i in ids], dtype=np.int64)
         matrix, mask, column_norms = self.columns[modality]
         matrix[rows], column_norms[rows], mask[rows] = vecs[kept], norms[kept], True
+        release(matrix)  # on disk now: the pages need not stay in memory
         self.encoded[modality.value] += len(kept)
 
     def publish(self, encoders: dict[Modality, str], dims: dict[Modality, int],

@@ -49,8 +49,11 @@ JOURNAL = ".partial"
 LOCK = ".lock"
 
 
+_ITEM_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # built once, not per line
+
+
 def _item_line(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    return _ITEM_JSON.encode(record) + "\n"
 
 
 def write_items(path: Path, items: list[dict[str, Any]]) -> None:
@@ -189,6 +192,22 @@ class Column:
     norms: np.ndarray
 
 
+def release(array: Any) -> None:
+    """Write back a memory map's dirty pages and drop them from this process's memory.
+
+    Pages of a file mapping count as resident until the kernel evicts them: without
+    this, streaming 1.5 GB of vectors through a memmap would still show 1.5 GB of RSS.
+    """
+    import mmap
+
+    handle = getattr(array, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    if array.flags.writeable:
+        array.flush()
+    handle.madvise(mmap.MADV_DONTNEED)
+
+
 def _generation_name() -> str:
     return f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
 
@@ -226,7 +245,8 @@ class Draft:
         target = open_memmap(tmp, mode="w+", dtype=source.dtype, shape=(len(rows), source.shape[1]))
         for start in range(0, len(rows), chunk):
             target[start:start + chunk] = source[rows[start:start + chunk]]
-        target.flush()
+            release(target)
+            release(source)
         del target, source
         os.replace(tmp, self.dir / f"{modality}.npy")
 
@@ -242,10 +262,10 @@ def _write_generation(staging: Path, ids: list[str], columns: dict[str, Column],
                       hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
                       failures: dict[str, dict[str, list[str]]] | None,
                       stats: dict[str, dict[str, list[Any]]] | None) -> None:
-    write_json(staging / "ids.json", ids)
-    write_json(staging / "hashes.json", hashes)
-    write_json(staging / "failures.json", failures or {})
-    write_json(staging / "stats.json", stats or {})
+    write_json(staging / "ids.json", ids, indent=None)  # one entry per item: C-encoder speed
+    write_json(staging / "hashes.json", hashes, indent=None)
+    write_json(staging / "failures.json", failures or {}, indent=None)
+    write_json(staging / "stats.json", stats or {}, indent=None)
     write_items(staging / "items.jsonl", items)
     for modality, column in columns.items():
         if column.matrix is not None:
@@ -285,7 +305,8 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
                            "count": int(c.mask.sum())} for m, c in columns.items()},
         **info,
     }
-    manifest.setdefault("items_digest", items_digest(items))
+    if "items_digest" not in manifest:
+        manifest["items_digest"] = items_digest(items)
     write_json(path / MANIFEST, manifest)
     for old in path.glob("data-*"):
         if old.name != generation:
