@@ -7,8 +7,13 @@ the chunk in flight.
 """
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -364,12 +369,17 @@ def encode(
     on_error, progress = OnError(on_error), progress or NullProgress()
     if text_fields is None and Store.exists(out):  # a re-run keeps the fields it was given
         text_fields = Store.open(out).manifest.get("text_fields") or None
+    names = resolve_encoders(preset, encoders)
+    request = functools.partial(_request, _file_digest(Path(catalog)), Path(catalog), names,
+                                modalities, preset=preset)
+    unchanged = _unchanged_store(Path(out), request(text_fields), started)
+    if unchanged is not None:
+        return unchanged
     cat = read_catalog(catalog, text_fields)
     if on_error is OnError.FAIL and cat.problems:
         raise InputError(f"{cat.path}: {cat.problems[0]}"
                          + (f" (and {len(cat.problems) - 1} more)" if len(cat.problems) > 1 else ""),
                          hint="--on-error skip skips bad items")
-    names = resolve_encoders(preset, encoders)
     wanted = _choose_modalities(cat, [as_modality(m) for m in modalities] if modalities else None,
                                 names)
     if not wanted:
@@ -381,17 +391,71 @@ def encode(
         raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec store")
     with write_lock(out):
         return _encode_into(cat, out, names, wanted, preset, batch_size, chunk_size, device,
-                            on_error, progress, started)
+                            on_error, progress, started, request)
+
+
+def _file_digest(path: Path) -> str | None:
+    if not path.is_file():
+        return None  # read_catalog says why
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _request(catalog_digest: str | None, catalog: Path, names: dict[Modality, str],
+             modalities: list[Modality | str] | None, text_fields: list[str] | None,
+             preset: str) -> str | None:
+    """A digest of all a run reads but media files: the catalog's bytes and the options."""
+    if catalog_digest is None:
+        return None
+    digest = hashlib.sha256(catalog_digest.encode("ascii"))
+    options = {"catalog": str(catalog.resolve()), "cwd": os.getcwd(),  # local: paths may be relative
+               "encoders": {m.value: n for m, n in names.items()}, "preset": preset,
+               "modalities": sorted(str(m) for m in modalities) if modalities else None,
+               "text_fields": text_fields}
+    digest.update(json.dumps(options, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def _unchanged_store(out: Path, request: str | None, started: float) -> EncodeReport | None:
+    """The report of a run with nothing to do, without reading the catalog's items: the
+    catalog and options are those of the store's last clean run (no bad inputs) and no
+    media file's size or mtime moved. None: do the full run."""
+    if request is None or not Store.exists(out) or (out / JOURNAL).exists():
+        return None
+    store = Store.open(out)
+    if store.manifest.get("request") != request:
+        return None
+    for entry in store.stats().values():
+        for path, size, mtime in entry.values():
+            try:
+                info = os.stat(path)
+            except OSError:
+                return None
+            if (info.st_size, info.st_mtime_ns) != (size, mtime):
+                return None
+    for modality in store.modalities:  # headers only: a damaged file still fails loudly
+        matrix, mask = store.matrix(modality)
+        if matrix.shape != (len(store), store.dim(modality)) or store.norms(modality).shape != mask.shape:
+            return None
+    counts = {m.value: store.manifest["modalities"][m.value]["count"] for m in store.modalities}
+    return EncodeReport(store=str(out), items=len(store), vectors=counts,
+                        encoded=dict.fromkeys(counts, 0), reused=dict(counts), removed=0,
+                        skipped=[], seconds=time.perf_counter() - started, device=None,
+                        encoders={m: store.encoder(m) for m in counts})
 
 
 def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: list[Modality],
                  preset: str, batch_size: int | None, chunk_size: int | None, device: str,
-                 on_error: OnError, progress: Progress, started: float) -> EncodeReport:
+                 on_error: OnError, progress: Progress, started: float,
+                 request: Callable[[list[str] | None], str | None] | None = None) -> EncodeReport:
 
     run = _Run(cat, out, on_error, batch_size, chunk_size or max(256, 8 * (batch_size or 32)),
                progress)
     try:
-        return _run(run, cat, names, wanted, preset, device, started)
+        return _run(run, cat, names, wanted, preset, device, started, request)
     except BaseException:
         if run.draft is not None:  # the journal keeps what was encoded; the draft is waste
             run.draft.discard()
@@ -420,13 +484,17 @@ def _plan(run: _Run, cat: Catalog, names: dict[Modality, str],
 
 
 def _run(run: _Run, cat: Catalog, names: dict[Modality, str], wanted: list[Modality],
-         preset: str, device: str, started: float) -> EncodeReport:
+         preset: str, device: str, started: float,
+         request: Callable[[list[str] | None], str | None] | None) -> EncodeReport:
     from mmrec.runtime import resolve_device
 
     built, dims = _plan(run, cat, names, wanted)
     encoder_names = {m: getattr(e, "name", e) for m, e in built.items()}
     info = {"catalog": str(cat.path), "text_fields": cat.text_fields, "preset": preset}
     info["items_digest"] = run.items_digest()
+    # a clean run's request lets the next identical one skip reading the catalog
+    clean = request is not None and not run.problems and not run.failures
+    info["request"] = request(cat.text_fields) if clean else None  # what a re-run will ask
     run.encoded = {m.value: 0 for m in built}
     dev = None  # resolved only when something needs encoding: a no-op re-run stays cheap
     if run.unchanged(encoder_names, dims, info):

@@ -35,8 +35,14 @@ def test_a_no_op_rerun_reads_no_media_and_rewrites_nothing(tmp_path, media, rows
     monkeypatch.setattr(Item, "content_hash", counting)
     report = _encode(catalog, tmp_path / "s")
     assert report.encoded == {"text": 0, "image": 0, "audio": 0}
-    assert {m for _, m in hashed} == {"text"}  # media were trusted by path, size and mtime
+    assert report.reused == {"text": 5, "image": 3, "audio": 3}
+    assert hashed == []                        # same catalog bytes, same media stats
     assert _files(tmp_path / "s") == before    # no new generation, no file touched
+
+    rows[3]["title"] = "Only text, edited"
+    edited = _encode(make_catalog(media, rows), tmp_path / "s")
+    assert edited.encoded == {"text": 1, "image": 0, "audio": 0}
+    assert {m for _, m in hashed} == {"text"}  # media were trusted by path, size and mtime
 
 
 def test_a_touched_media_file_is_hashed_again_and_an_edited_one_re_encoded(tmp_path, media, rows):
