@@ -144,8 +144,10 @@ def main() -> None:
         import resource
 
         result = stage(args.stage, args.work)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        print(json.dumps({"rss_gb": round(peak / 1024**2, 2), **result}))
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # ru_maxrss: KiB on Linux
+        # CPU seconds too: on a shared box wall time measures the neighbours as well
+        print(json.dumps({"rss_gb": round(usage.ru_maxrss / 1024**2, 2),
+                          "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), **result}))
         return
     root = args.work or Path(tempfile.mkdtemp(prefix="mmrec-scale-"))
     stages = args.stages.split(",")
@@ -164,18 +166,18 @@ def main() -> None:
 
 
 def table(results: dict[str, dict[int, dict]]) -> None:
-    print("| stage | items | seconds | peak RSS GB | growth (time) | notes |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
+    print("| stage | items | seconds | CPU s | peak RSS GB | growth (time) | notes |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for name, by_size in results.items():
         previous = None
         for size, r in by_size.items():
             if "error" in r:
-                print(f"| {name} | {size:,} | - | - | - | {r['error']} |")
+                print(f"| {name} | {size:,} | - | - | - | - | {r['error']} |")
                 previous = None
                 continue
             growth = f"{r['seconds'] / previous:.1f}x" if previous else ""
-            notes = {k: v for k, v in r.items() if k not in ("stage", "seconds", "rss_gb")}
-            print(f"| {name} | {size:,} | {r['seconds']} | {r['rss_gb']} | {growth} | "
+            notes = {k: v for k, v in r.items() if k not in ("stage", "seconds", "rss_gb", "cpu_s")}
+            print(f"| {name} | {size:,} | {r['seconds']} | {r.get('cpu_s', '-')} | {r['rss_gb']} | {growth} | "
                   f"{json.dumps(notes)} |")
             previous = r["seconds"]
 
