@@ -39,9 +39,10 @@ def _umask() -> int:
     return mask
 
 
-def write_json(path: str | Path, data: Any) -> None:
+def write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:
+    """``indent=None`` for big files: only unindented JSON gets the C encoder (~10x faster)."""
     with atomic_open(path, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
+        json.dump(data, fh, indent=indent, sort_keys=True)
         fh.write("\n")
 
 

@@ -8,7 +8,13 @@ the chunk in flight.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import json
+import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +25,18 @@ from mmrec.enums import Engine, Modality, OnError
 from mmrec.errors import ConfigError, InputError, StoreError
 from mmrec.progress import NullProgress, Progress
 from mmrec.ray_encode import RayRunner
-from mmrec.store import Column, Journal, Store, is_reusable_dir, write_lock, write_store
+from mmrec.store import (
+    JOURNAL,
+    Column,
+    Draft,
+    Journal,
+    Store,
+    is_reusable_dir,
+    items_digest,
+    release,
+    write_lock,
+    write_store,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -133,8 +150,22 @@ def encode_decoded(encoder: Encoder, decoded: list[tuple[Item, str, Any]],
                         vecs[finite], norms[finite])
 
 
+@dataclass
+class _Sources:
+    """Where one modality's vectors come from in this run, by new row number."""
+
+    store: list[tuple[int, int]] = field(default_factory=list)  # (new row, old store row)
+    journal: list[tuple[int, np.ndarray, float]] = field(default_factory=list)
+    todo: list[tuple[Item, str]] = field(default_factory=list)
+
+
 class _Run:
-    """State of one encode run over one store."""
+    """State of one encode run over one store.
+
+    Vectors never gather in memory: reused ones are copied from the old generation's
+    memory map and new ones written, chunk by chunk, into the new generation's (a
+    :class:`Draft` with one row per catalog item, compacted on publish).
+    """
 
     def __init__(self, catalog: Catalog, out: Path, on_error: OnError, batch_size: int | None,
                  chunk_size: int, progress: Progress) -> None:
@@ -143,16 +174,21 @@ class _Run:
         self.old = Store.open(out) if Store.exists(out) else None
         self.journal = Journal(out)
         self.problems: list[Problem] = list(catalog.problems)
-        # per modality: id -> (unit vector, raw norm)
-        self.vectors: dict[Modality, dict[str, tuple[np.ndarray, float]]] = {}
+        self.row = {it.id: n for n, it in enumerate(catalog.items)}
+        self.sources: dict[Modality, _Sources] = {}
         self.hashes: dict[str, dict[str, str]] = {it.id: {} for it in catalog.items}
+        self.stats: dict[str, dict[str, list[Any]]] = {}
         self.failures: dict[str, dict[str, list[str]]] = {}
+        self.old_hashes = self.old.hashes() if self.old else {}
+        self.old_stats = self.old.stats() if self.old else {}
         self.old_failures = self.old.failures() if self.old else {}
         self.encoded: dict[str, int] = {}
         self.reused: dict[str, int] = {}
+        self.draft: Draft | None = None
+        self.columns: dict[Modality, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def _old_vectors(self, modality: Modality, encoder: str,
-                     dim: int) -> dict[str, tuple[str, np.ndarray, float]]:
+    def _old_rows(self, modality: Modality, encoder: str, dim: int) -> dict[str, tuple[str, int]]:
+        """``{id: (hash, row)}`` of the old store's vectors of ``modality``."""
         if self.old is None or modality not in self.old.modalities:
             return {}
         if self.old.encoder(modality) != encoder or self.old.dim(modality) != dim:
@@ -161,21 +197,37 @@ class _Run:
                 f"{self.old.encoder(modality)}, not {dim}-d ones from {encoder}",
                 hint="write to a new --out directory, or delete the old store",
             )
-        matrix, mask = self.old.matrix(modality, mmap=True)
-        norms, hashes = self.old.norms(modality), self.old.hashes()
-        return {item_id: (hashes[item_id][modality.value], matrix[i], float(norms[i]))
-                for i, item_id in enumerate(self.old.ids)
-                if mask[i] and modality.value in hashes.get(item_id, {})}
+        _, mask = self.old.matrix(modality, mmap=True)
+        m, hashes = modality.value, self.old_hashes
+        return {item_id: (hashes[item_id][m], i)
+                for i, (item_id, present) in enumerate(zip(self.old.ids, mask.tolist(), strict=True))
+                if present and m in hashes.get(item_id, {})}
+
+    def _digest(self, item: Item, modality: Modality) -> str | None:
+        """The content hash; a media file whose path, size and mtime are as last time is
+        not read again (the make/rsync rule), so a no-op re-run costs a stat per file."""
+        src = item.source(modality)
+        if not isinstance(src, Path):
+            return item.content_hash(modality)
+        info = src.stat()
+        stamp = [str(src), info.st_size, info.st_mtime_ns]
+        self.stats.setdefault(item.id, {})[modality.value] = stamp
+        if self.old_stats.get(item.id, {}).get(modality.value) == stamp:
+            known = self.old_hashes.get(item.id, {}).get(modality.value)
+            failed = self.old_failures.get(item.id, {}).get(modality.value)
+            if known or failed:
+                return known or failed[0]
+        return item.content_hash(modality)
 
     def plan(self, modality: Modality, encoder_name: str, dim: int) -> list[tuple[Item, str]]:
-        """Fill in reusable vectors; return the (item, hash) pairs still to encode."""
-        known = self._old_vectors(modality, encoder_name, dim)
-        known.update((k, v) for k, v in self.journal.load(modality.value, encoder_name).items()
-                     if v[1].shape == (dim,))
-        done, todo = self.vectors.setdefault(modality, {}), []
+        """Find each item's reusable vector; return the (item, hash) pairs still to encode."""
+        known = self._old_rows(modality, encoder_name, dim)
+        journal = {k: v for k, v in self.journal.load(modality.value, encoder_name).items()
+                   if v[1].shape == (dim,)}
+        src = self.sources[modality] = _Sources()
         for item in self.catalog.items:
             try:
-                digest = item.content_hash(modality)
+                digest = self._digest(item, modality)
             except OSError as exc:  # vanished or unreadable since the catalog was read
                 self.skip(item, modality, f"unreadable file ({exc.strerror or exc})", "")
                 continue
@@ -183,14 +235,16 @@ class _Run:
                 continue
             self.hashes[item.id][modality.value] = digest
             failed = self.old_failures.get(item.id, {}).get(modality.value)
-            if item.id in known and known[item.id][0] == digest:
-                done[item.id] = known[item.id][1:]
+            if item.id in journal and journal[item.id][0] == digest:  # a killed run's work
+                src.journal.append((self.row[item.id], *journal[item.id][1:]))
+            elif item.id in known and known[item.id][0] == digest:
+                src.store.append((self.row[item.id], known[item.id][1]))
             elif failed and failed[0] == digest:  # same bad input as last time: report, not retry
                 self.skip(item, modality, failed[1], digest)
             else:
-                todo.append((item, digest))
-        self.reused[modality.value] = len(done)
-        return todo
+                src.todo.append((item, digest))
+        self.reused[modality.value] = len(src.store) + len(src.journal)
+        return src.todo
 
     def drop_stale(self, modality: Modality, stale: list[tuple[Item, str]]) -> None:
         """Items whose content changed in a modality this run was not asked to encode."""
@@ -208,6 +262,47 @@ class _Run:
         self.hashes[item.id].pop(modality.value, None)
         self.failures.setdefault(item.id, {})[modality.value] = [digest, reason]
         self.progress.log(f"skipped {problem}")
+
+    def unchanged(self, encoders: dict[Modality, str], dims: dict[Modality, int],
+                  info: dict[str, Any]) -> bool:
+        """True when the new generation would equal the published one: nothing to write."""
+        old = self.old
+        if old is None or any(s.todo or s.journal for s in self.sources.values()):
+            return False
+        if old.encoders() != {m.value: {"encoder": e, "dim": dims[m]} for m, e in encoders.items()}:
+            return False
+        if any(old.manifest.get(k) != v for k, v in info.items()):
+            return False
+        ids = [i for i in self.catalog.items if self.hashes[i.id]]
+        return ([i.id for i in ids] == old.ids and self.failures == self.old_failures
+                and all(self.hashes[i.id] == self.old_hashes.get(i.id) for i in ids)
+                and self.stats == self.old_stats)
+
+    def start(self, dims: dict[Modality, int]) -> None:
+        """Open the new generation and copy every reused vector into it."""
+        import numpy as np
+
+        rows = len(self.catalog.items)
+        self.draft = Draft(self.out, rows)
+        for modality, src in self.sources.items():
+            matrix = self.draft.matrix(modality.value, dims[modality])
+            mask, norms = np.zeros(rows, dtype=bool), np.zeros(rows, dtype=np.float32)
+            self.columns[modality] = (matrix, mask, norms)
+            if src.store:
+                self._copy_old(modality, np.array(src.store, dtype=np.int64))
+            for row, vector, norm in src.journal:
+                matrix[row], norms[row], mask[row] = vector, norm, True
+            src.journal.clear()
+
+    def _copy_old(self, modality: Modality, pairs: np.ndarray, chunk: int = 1 << 16) -> None:
+        matrix, mask, norms = self.columns[modality]
+        old_matrix, _ = self.old.matrix(modality, mmap=True)
+        new, old = pairs[:, 0], pairs[:, 1]
+        for at in range(0, len(pairs), chunk):  # bounded memory: one chunk of rows at a time
+            matrix[new[at:at + chunk]] = old_matrix[old[at:at + chunk]]
+            release(matrix)
+            release(old_matrix)
+        norms[new], mask[new] = self.old.norms(modality)[old], True
 
     def encode(self, modality: Modality, encoder: Encoder, todo: list[tuple[Item, str]]) -> None:
         """Encode ``todo`` chunk by chunk; the next chunk decodes while this one encodes."""
@@ -231,11 +326,14 @@ class _Run:
 
     def _encode_chunk(self, modality: Modality, encoder: Encoder,
                       decoded: list[tuple[Item, str, Any]], advance: Any) -> None:
-        self.record(modality, encoder.name, encode_decoded(encoder, decoded, self.batch_size,
-                                                           advance))
+        self.record(modality, encoder.name,
+                    encode_decoded(encoder, decoded, self.batch_size, advance))
 
     def record(self, modality: Modality, encoder_name: str, done: EncodedChunk) -> None:
-        """Report a chunk's bad rows, journal its vectors (however it was encoded)."""
+        """Report a chunk's bad rows, journal its vectors and write them into the draft,
+        however it was encoded (here, or by a Ray actor: mmrec.ray_encode)."""
+        import numpy as np
+
         for item, digest, reason in done.bad:
             self.skip(item, modality, reason, digest)
         if not done.ready:
@@ -243,31 +341,36 @@ class _Run:
         ids = [item.id for item, _ in done.ready]
         self.journal.append(modality.value, encoder_name, ids,
                             [digest for _, digest in done.ready], done.vectors, done.norms)
-        self.vectors[modality].update(zip(ids, zip(done.vectors, done.norms, strict=True),
-                                          strict=True))
+        rows = np.array([self.row[i] for i in ids], dtype=np.int64)
+        matrix, mask, column_norms = self.columns[modality]
+        matrix[rows], column_norms[rows], mask[rows] = done.vectors, done.norms, True
+        release(matrix)  # on disk now: the pages need not stay in memory
         self.encoded[modality.value] += len(ids)
 
-    def publish(self, encoders: dict[Modality, Encoder | str], dims: dict[Modality, int],
+    def publish(self, encoders: dict[Modality, str], dims: dict[Modality, int],
                 info: dict[str, Any]) -> Store:
         import numpy as np
 
-        ids = [it.id for it in self.catalog.items
-               if any(it.id in self.vectors[m] for m in self.vectors)]
+        keep = np.zeros(len(self.catalog.items), dtype=bool)
+        for _, mask, _ in self.columns.values():
+            keep |= mask
+        rows = np.flatnonzero(keep)  # items with a vector in some modality, catalog order
         columns = {}
-        for modality, vectors in self.vectors.items():
-            matrix = np.zeros((len(ids), dims[modality]), dtype=np.float32)
-            mask = np.zeros(len(ids), dtype=bool)
-            norms = np.zeros(len(ids), dtype=np.float32)
-            for row, item_id in enumerate(ids):
-                if item_id in vectors:
-                    (matrix[row], norms[row]), mask[row] = vectors[item_id], True
-            name = encoders[modality]
-            columns[modality.value] = Column(getattr(name, "name", name), dims[modality], matrix,
-                                             mask, norms)
-        by_id = {it.id: it for it in self.catalog.items}
-        items = [{"id": i, **by_id[i].metadata} for i in ids]
-        hashes = {i: self.hashes[i] for i in ids}
-        return write_store(self.out, ids, columns, hashes, items, info, self.failures)
+        for modality, (matrix, mask, norms) in self.columns.items():
+            matrix.flush()
+            self.draft.keep(modality.value, rows)
+            columns[modality.value] = Column(encoders[modality], dims[modality], None,
+                                             mask[rows], norms[rows])
+        self.columns.clear()
+        ids = [self.catalog.items[i].id for i in rows]
+        items = [{"id": self.catalog.items[i].id, **self.catalog.items[i].metadata} for i in rows]
+        stats = {i: self.stats[i] for i in ids if i in self.stats}
+        return write_store(self.out, ids, columns, {i: self.hashes[i] for i in ids}, items, info,
+                           self.failures, stats, self.draft)
+
+    def items_digest(self) -> str:
+        ids = [it for it in self.catalog.items if self.hashes[it.id]]
+        return items_digest([{"id": it.id, **it.metadata} for it in ids])
 
 
 def encode(
@@ -297,15 +400,22 @@ def encode(
     started = time.perf_counter()
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if Engine(engine) is Engine.LOCAL and (workers is not None or ray_address):
+        raise ConfigError("--workers and --ray-address need --engine ray")
     on_error, progress = OnError(on_error), progress or NullProgress()
     if text_fields is None and Store.exists(out):  # a re-run keeps the fields it was given
         text_fields = Store.open(out).manifest.get("text_fields") or None
+    names = resolve_encoders(preset, encoders)
+    request = functools.partial(_request, _file_digest(Path(catalog)), Path(catalog), names,
+                                modalities, preset=preset)
+    unchanged = _unchanged_store(Path(out), request(text_fields), started)
+    if unchanged is not None:
+        return unchanged
     cat = read_catalog(catalog, text_fields)
     if on_error is OnError.FAIL and cat.problems:
         raise InputError(f"{cat.path}: {cat.problems[0]}"
                          + (f" (and {len(cat.problems) - 1} more)" if len(cat.problems) > 1 else ""),
                          hint="--on-error skip skips bad items")
-    names = resolve_encoders(preset, encoders)
     wanted = _choose_modalities(cat, [as_modality(m) for m in modalities] if modalities else None,
                                 names)
     if not wanted:
@@ -315,12 +425,10 @@ def encode(
         raise StoreError(f"--out {out} is a file, not a store directory")
     if not is_reusable_dir(out):
         raise StoreError(f"--out {out} is a non-empty directory that is not an mmrec store")
-    if Engine(engine) is Engine.LOCAL and (workers is not None or ray_address):
-        raise ConfigError("--workers and --ray-address need --engine ray")
     remote = RayRunner(workers, ray_address, device) if Engine(engine) is Engine.RAY else None
     with write_lock(out), contextlib.closing(remote or _NoRunner()):
         return _encode_into(cat, out, names, wanted, preset, batch_size, chunk_size, device,
-                            on_error, progress, started, remote)
+                            on_error, progress, started, request, remote)
 
 
 class _NoRunner:
@@ -328,45 +436,131 @@ class _NoRunner:
         pass
 
 
+def _file_digest(path: Path) -> str | None:
+    if not path.is_file():
+        return None  # read_catalog says why
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _request(catalog_digest: str | None, catalog: Path, names: dict[Modality, str],
+             modalities: list[Modality | str] | None, text_fields: list[str] | None,
+             preset: str) -> str | None:
+    """A digest of all a run reads but media files: the catalog's bytes and the options."""
+    if catalog_digest is None:
+        return None
+    digest = hashlib.sha256(catalog_digest.encode("ascii"))
+    options = {"catalog": str(catalog.resolve()), "cwd": os.getcwd(),  # local: paths may be relative
+               "encoders": {m.value: n for m, n in names.items()}, "preset": preset,
+               "modalities": sorted(str(m) for m in modalities) if modalities else None,
+               "text_fields": text_fields}
+    digest.update(json.dumps(options, sort_keys=True).encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+def _unchanged_store(out: Path, request: str | None, started: float) -> EncodeReport | None:
+    """The report of a run with nothing to do, without reading the catalog's items: the
+    catalog and options are those of the store's last clean run (no bad inputs) and no
+    media file's size or mtime moved. None: do the full run."""
+    if request is None or not Store.exists(out) or (out / JOURNAL).exists():
+        return None
+    store = Store.open(out)
+    if store.manifest.get("request") != request:
+        return None
+    for entry in store.stats().values():
+        for path, size, mtime in entry.values():
+            try:
+                info = os.stat(path)
+            except OSError:
+                return None
+            if (info.st_size, info.st_mtime_ns) != (size, mtime):
+                return None
+    for modality in store.modalities:  # headers only: a damaged file still fails loudly
+        matrix, mask = store.matrix(modality)
+        if matrix.shape != (len(store), store.dim(modality)) or store.norms(modality).shape != mask.shape:
+            return None
+    counts = {m.value: store.manifest["modalities"][m.value]["count"] for m in store.modalities}
+    return EncodeReport(store=str(out), items=len(store), vectors=counts,
+                        encoded=dict.fromkeys(counts, 0), reused=dict(counts), removed=0,
+                        skipped=[], seconds=time.perf_counter() - started, device=None,
+                        encoders={m: store.encoder(m) for m in counts})
+
+
 def _encode_into(cat: Catalog, out: Path, names: dict[Modality, str], wanted: list[Modality],
                  preset: str, batch_size: int | None, chunk_size: int | None, device: str,
                  on_error: OnError, progress: Progress, started: float,
+                 request: Callable[[list[str] | None], str | None] | None = None,
                  remote: RayRunner | None = None) -> EncodeReport:
-    from mmrec.encoders.registry import create
-    from mmrec.runtime import resolve_device
 
     run = _Run(cat, out, on_error, batch_size, chunk_size or max(256, 8 * (batch_size or 32)),
                progress)
-    dev = None  # resolved only when something needs encoding: a no-op re-run stays cheap
+    try:
+        return _run(run, cat, names, wanted, preset, device, started, request, remote)
+    except BaseException:
+        if run.draft is not None:  # the journal keeps what was encoded; the draft is waste
+            run.draft.discard()
+        raise
+
+
+def _plan(run: _Run, cat: Catalog, names: dict[Modality, str],
+          wanted: list[Modality]) -> tuple[dict[Modality, Encoder | str], dict[Modality, int]]:
+    """Every modality's encoder (or, for one kept as is, its name) and dimension."""
+    from mmrec.encoders.registry import create
+
     built: dict[Modality, Encoder | str] = {}
     dims: dict[Modality, int] = {}
     for modality in wanted:
         encoder = create(names[modality], modality)
-        todo = run.plan(modality, encoder.name, encoder.dim)
-        if todo and remote is not None:  # the pool's actors load the encoder, not this process
-            dev = remote.encode(run, modality, names[modality], todo)
-        elif todo:
-            dev = dev or resolve_device(device)
-            encoder.load(dev)
-            run.encode(modality, encoder, todo)
-        else:
-            run.encoded[modality.value] = 0
+        run.plan(modality, encoder.name, encoder.dim)
         built[modality], dims[modality] = encoder, encoder.dim
     if run.old is not None:  # modalities not asked for this time keep their unchanged vectors
         for modality in run.old.modalities:
             if modality not in built and modality in cat.modalities():
                 stale = run.plan(modality, run.old.encoder(modality), run.old.dim(modality))
                 run.drop_stale(modality, stale)
+                run.sources[modality].todo = []
                 built[modality], dims[modality] = run.old.encoder(modality), run.old.dim(modality)
-                run.encoded[modality.value] = 0
+    return built, dims
+
+
+def _run(run: _Run, cat: Catalog, names: dict[Modality, str], wanted: list[Modality],
+         preset: str, device: str, started: float,
+         request: Callable[[list[str] | None], str | None] | None,
+         remote: RayRunner | None = None) -> EncodeReport:
+    from mmrec.runtime import resolve_device
+
+    built, dims = _plan(run, cat, names, wanted)
+    encoder_names = {m: getattr(e, "name", e) for m, e in built.items()}
+    info = {"catalog": str(cat.path), "text_fields": cat.text_fields, "preset": preset}
+    info["items_digest"] = run.items_digest()
+    # a clean run's request lets the next identical one skip reading the catalog
+    clean = request is not None and not run.problems and not run.failures
+    info["request"] = request(cat.text_fields) if clean else None  # what a re-run will ask
+    run.encoded = {m.value: 0 for m in built}
+    dev = None  # resolved only when something needs encoding: a no-op re-run stays cheap
+    if run.unchanged(encoder_names, dims, info):
+        store = run.old  # nothing to write: the published generation is already this run's
+        shutil.rmtree(run.out / JOURNAL, ignore_errors=True)
+    else:
+        run.start(dims)
+        for modality, encoder in built.items():
+            todo = run.sources[modality].todo
+            if todo and remote is not None:  # the pool's actors load the encoder, not this process
+                dev = remote.encode(run, modality, names[modality], todo)
+            elif todo and isinstance(encoder, Encoder):
+                dev = dev or resolve_device(device)
+                encoder.load(dev)
+                run.encode(modality, encoder, todo)
+        store = run.publish(encoder_names, dims, info)
     before = set(run.old.ids) if run.old else set()
-    store = run.publish(built, dims, {"catalog": str(cat.path), "text_fields": cat.text_fields,
-                                      "preset": preset})
     return EncodeReport(
-        store=str(out), items=len(store), vectors={m.value: store.manifest["modalities"][m.value]["count"]
-                                                 for m in store.modalities},
+        store=str(run.out), items=len(store),
+        vectors={m.value: store.manifest["modalities"][m.value]["count"] for m in store.modalities},
         encoded=run.encoded, reused=run.reused, removed=len(before - set(store.ids)),
         skipped=sorted(run.problems, key=lambda p: p.row),  # stable: modality order kept
         seconds=time.perf_counter() - started, device=str(dev) if dev else None,
-        encoders={m.value: getattr(e, "name", e) for m, e in built.items()},
+        encoders={m.value: n for m, n in encoder_names.items()},
     )

@@ -10,6 +10,8 @@ Layout of a store directory::
     data-<gen>/<m>.norm.npy  (items,) float32 L2 norm of each raw vector before
                            normalising (a linear head on raw features needs it)
     data-<gen>/hashes.json {id: {modality: content hash}}
+    data-<gen>/stats.json  {id: {modality: [path, size, mtime_ns]}} of media files, so a
+                           re-run trusts an unchanged file's hash without reading it
     data-<gen>/failures.json {id: {modality: [hash, reason]}}: bad inputs, not retried
                            until their content changes
     data-<gen>/items.jsonl metadata per item (title, ...), shown by `recommend`
@@ -21,7 +23,9 @@ A new generation is written next to the old one and published by replacing
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import shutil
 import time
 import zipfile
@@ -45,11 +49,26 @@ JOURNAL = ".partial"
 LOCK = ".lock"
 
 
+_ITEM_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # built once, not per line
+
+
+def _item_line(record: dict[str, Any]) -> str:
+    return _ITEM_JSON.encode(record) + "\n"
+
+
 def write_items(path: Path, items: list[dict[str, Any]]) -> None:
     """Item metadata, one JSON object (with its ``id``) a line."""
     with atomic_open(path, "w") as fh:
         for record in items:
-            fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+            fh.write(_item_line(record))
+
+
+def items_digest(items: list[dict[str, Any]]) -> str:
+    """A hash of what :func:`write_items` would write: a re-run compares it, not the file."""
+    digest = hashlib.sha256()
+    for record in items:
+        digest.update(_item_line(record).encode("utf-8"))
+    return digest.hexdigest()[:32]
 
 
 def read_items(path: Path, error: type[ArtifactError] = StoreError) -> dict[str, dict[str, Any]]:
@@ -138,6 +157,11 @@ class Store:
     def hashes(self) -> dict[str, dict[str, str]]:
         return read_json(self.data_dir / "hashes.json")
 
+    def stats(self) -> dict[str, dict[str, list[Any]]]:
+        """``{id: {modality: [path, size, mtime_ns]}}`` of the media files hashed last time."""
+        path = self.data_dir / "stats.json"
+        return read_json(path) if path.exists() else {}
+
     def failures(self) -> dict[str, dict[str, list[str]]]:
         """``{id: {modality: [content hash, reason]}}`` of inputs that could not be encoded."""
         path = self.data_dir / "failures.json"
@@ -163,31 +187,114 @@ class Column:
 
     encoder: str
     dim: int
-    matrix: np.ndarray
+    matrix: np.ndarray | None  # None: already written into the Draft being published
     mask: np.ndarray
     norms: np.ndarray
 
 
+def release(array: Any) -> None:
+    """Write back a memory map's dirty pages and drop them from this process's memory.
+
+    Pages of a file mapping count as resident until the kernel evicts them: without
+    this, streaming 1.5 GB of vectors through a memmap would still show 1.5 GB of RSS.
+    """
+    import mmap
+
+    handle = getattr(array, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    if array.flags.writeable:
+        array.flush()
+    handle.madvise(mmap.MADV_DONTNEED)
+
+
+def _generation_name() -> str:
+    return f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
+
+
+class Draft:
+    """A generation being written: its matrices are memory-mapped ``.npy`` files filled
+    chunk by chunk, so an encode run never holds every vector in memory.
+
+    It lives in a hidden ``.data-*.tmp`` directory, published by :func:`write_store`
+    with one rename; a killed run's draft is removed by the next publish.
+    """
+
+    def __init__(self, path: Path, rows: int) -> None:
+        self.generation = _generation_name()
+        self._stack = contextlib.ExitStack()  # the one artifact layer's staging, held open
+        self.dir = self._stack.enter_context(staging(path / self.generation))
+        self.rows = rows
+
+    def matrix(self, modality: str, dim: int) -> np.ndarray:
+        """A zero-filled, writable ``(rows, dim)`` float32 memmap for ``modality``."""
+        from numpy.lib.format import open_memmap
+
+        return open_memmap(self.dir / f"{modality}.npy", mode="w+", dtype="float32",
+                           shape=(self.rows, dim))
+
+    def keep(self, modality: str, rows: np.ndarray, chunk: int = 1 << 16) -> None:
+        """Keep only ``rows`` of ``modality``'s matrix (items left with no vector at all)."""
+        import numpy as np
+        from numpy.lib.format import open_memmap
+
+        if len(rows) == self.rows:
+            return
+        source = np.load(self.dir / f"{modality}.npy", mmap_mode="r")
+        tmp = self.dir / f".{modality}.compact.npy"
+        target = open_memmap(tmp, mode="w+", dtype=source.dtype, shape=(len(rows), source.shape[1]))
+        for start in range(0, len(rows), chunk):
+            target[start:start + chunk] = source[rows[start:start + chunk]]
+            release(target)
+            release(source)
+        del target, source
+        os.replace(tmp, self.dir / f"{modality}.npy")
+
+    def publish(self) -> None:
+        self._stack.close()  # staging renames the complete directory into place
+
+    def discard(self) -> None:
+        error = StoreError("draft discarded")
+        self._stack.__exit__(type(error), error, None)  # staging removes the directory
+
+
 def _write_generation(staging: Path, ids: list[str], columns: dict[str, Column],
                       hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
-                      failures: dict[str, dict[str, list[str]]] | None) -> None:
-    write_json(staging / "ids.json", ids)
-    write_json(staging / "hashes.json", hashes)
-    write_json(staging / "failures.json", failures or {})
+                      failures: dict[str, dict[str, list[str]]] | None,
+                      stats: dict[str, dict[str, list[Any]]] | None) -> None:
+    write_json(staging / "ids.json", ids, indent=None)  # one entry per item: C-encoder speed
+    write_json(staging / "hashes.json", hashes, indent=None)
+    write_json(staging / "failures.json", failures or {}, indent=None)
+    write_json(staging / "stats.json", stats or {}, indent=None)
     write_items(staging / "items.jsonl", items)
     for modality, column in columns.items():
-        save_npy(staging / f"{modality}.npy", column.matrix)
+        if column.matrix is not None:
+            save_npy(staging / f"{modality}.npy", column.matrix)
         save_npy(staging / f"{modality}.mask.npy", column.mask)
         save_npy(staging / f"{modality}.norm.npy", column.norms)
 
 
 def write_store(path: Path, ids: list[str], columns: dict[str, Column],
                 hashes: dict[str, dict[str, str]], items: list[dict[str, Any]],
-                info: dict[str, Any], failures: dict[str, dict[str, list[str]]] | None = None) -> Store:
-    """Publish a new generation atomically, then remove older generations and the journal."""
-    generation = f"data-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**9:09d}"
-    with staging(path / generation) as tmp:
-        _write_generation(tmp, ids, columns, hashes, items, failures)
+                info: dict[str, Any], failures: dict[str, dict[str, list[str]]] | None = None,
+                stats: dict[str, dict[str, list[Any]]] | None = None,
+                draft: Draft | None = None) -> Store:
+    """Publish a new generation atomically, then remove older generations and the journal.
+
+    With ``draft``, the matrices are already in its directory (columns' ``matrix`` None).
+    """
+    if draft is None:
+        generation = _generation_name()
+        with staging(path / generation) as tmp:
+            _write_generation(tmp, ids, columns, hashes, items, failures, stats)
+    else:
+        generation = draft.generation
+        try:
+            _write_generation(draft.dir, ids, columns, hashes, items, failures, stats)
+            draft.publish()
+        except BaseException:
+            draft.discard()
+            raise
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -198,6 +305,8 @@ def write_store(path: Path, ids: list[str], columns: dict[str, Column],
                            "count": int(c.mask.sum())} for m, c in columns.items()},
         **info,
     }
+    if "items_digest" not in manifest:
+        manifest["items_digest"] = items_digest(items)
     write_json(path / MANIFEST, manifest)
     for old in path.glob("data-*"):
         if old.name != generation:
@@ -213,6 +322,7 @@ class Journal:
 
     def __init__(self, store_path: Path) -> None:
         self.dir = store_path / JOURNAL
+        self._next: dict[str, int] = {}  # per modality; the directory is listed once, not per chunk
 
     def load(self, modality: str, encoder: str) -> dict[str, tuple[str, np.ndarray, float]]:
         """``{id: (hash, unit vector, raw norm)}`` of every finished chunk made by ``encoder``."""
@@ -237,7 +347,12 @@ class Journal:
         import numpy as np
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        seq = len(list(self.dir.glob(f"{modality}-*.npz")))
+        if modality not in self._next:
+            names = [p.stem for p in self.dir.glob(f"{modality}-*.npz")]
+            self._next[modality] = 1 + max((int(n.rsplit("-", 1)[1]) for n in names
+                                            if n.rsplit("-", 1)[1].isdigit()), default=-1)
+        seq = self._next[modality]
+        self._next[modality] += 1
         save_npz(self.dir / f"{modality}-{seq:06d}.npz", encoder=np.array(encoder),
                  ids=np.array(ids), hashes=np.array(hashes), vectors=vectors, norms=norms)
 

@@ -131,7 +131,8 @@ class PrivateTwoTowerTrainer(TwoTowerTrainer):
         self.stops = np.searchsorted(users, self.trained_users, side="right")
         self.items_sorted = items
         self.n_neg = cfg.negatives or DP_NEGATIVES
-        self.module = _user_loss_module(self.net, self.content, cfg)
+        # the whole content on the device: DP-SGD's per-user gradients are for small catalogs
+        self.module = _user_loss_module(self.net, torch.as_tensor(self.content, device=device), cfg)
         generator = torch.Generator().manual_seed(cfg.seed)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(torch.arange(len(self.trained_users))),

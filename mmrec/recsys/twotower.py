@@ -18,6 +18,12 @@ lowered by the log of how often it is expected among the candidates (in-batch by
 training popularity, uniform by N/items), so popular items are not over-penalised
 for being sampled often. A candidate that is another training positive of the row's
 user is masked, not used as a negative. AdamW, linear warm-up, cosine decay.
+
+A step costs what its batch costs, not what the catalog costs: the item tower runs
+only on the rows the step needs (the batch's items, its negatives, and the history
+and recent-window items of its users, at most ``HISTORY_CAP`` per user), gathered
+from the content matrix, which stays where it is (memory-mapped on CPU). Every
+item's vector is computed only on export, ``EXPORT_CHUNK`` rows at a time.
 """
 from __future__ import annotations
 
@@ -36,6 +42,8 @@ if TYPE_CHECKING:
     import torch
 
 HARD_POOL = 50  # hard negatives are drawn from each user's top this many non-positives
+HISTORY_CAP = 256  # a step averages at most this many of a user's history items (sampled)
+EXPORT_CHUNK = 65_536  # item rows per forward pass when exporting every item's vector
 DENSE_MASK_LIMIT = 50_000_000  # users x items: up to this a bitmap of positives (<= 50 MB)
 
 
@@ -86,7 +94,9 @@ class TwoTowerTrainer:
         self.pairs = np.stack([data.users[train], data.items[train]], axis=1)
         counts = data.train_counts()
         self.known = torch.from_numpy(counts > 0).to(device)
-        self.content = torch.from_numpy(np.array(content, dtype=np.float32)).to(device)  # a writable copy
+        # on CPU the (memory-mapped) matrix is only gathered from; an accelerator gets a copy
+        self.content = (np.asarray(content, dtype=np.float32) if device.type == "cpu" else
+                        torch.from_numpy(np.array(content, dtype=np.float32)).to(device))
         self.net = _net(content.shape[1], data.n_items, data.n_users, cfg).to(device)
         pop = counts / max(counts.sum(), 1)
         # log of each item's expected count among a batch's items; unseen items never appear
@@ -98,8 +108,7 @@ class TwoTowerTrainer:
         else:
             keys = np.unique(self.pairs[:, 0] * data.n_items + self.pairs[:, 1])
             self.keys = torch.from_numpy(keys).to(device)
-        self.adjacency = self._adjacency()
-        self.hist_n = torch.from_numpy(np.bincount(self.pairs[:, 0], minlength=data.n_users)).float().to(device)
+        self.indptr, self.history_items = _by_user(self.pairs, data.n_users)
         self.windows = _windows(self.pairs[:, 0], self.pairs[:, 1], cfg.recent)
         self.steps_per_epoch = max(1, math.ceil(len(self.pairs) / cfg.batch_size))
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -113,41 +122,86 @@ class TwoTowerTrainer:
         # under torchrun: DDP; each rank runs the user tower on its shard of the batch
         self.batch_loss = dist.data_parallel(self.net, self._loss, device)
 
-    def _adjacency(self) -> torch.Tensor:
-        """Sparse (users, items) training matrix: one product gives every history sum."""
+    def _content_rows(self, rows: np.ndarray) -> torch.Tensor:
         import torch
 
-        index = torch.from_numpy(self.pairs.T.copy())
-        values = torch.ones(len(self.pairs))
-        shape = (self.data.n_users, self.data.n_items)
-        return torch.sparse_coo_tensor(index, values, shape, check_invariants=True).coalesce().to(self.device)
+        if isinstance(self.content, np.ndarray):
+            return torch.from_numpy(self.content[rows]).to(self.device)
+        return self.content[torch.from_numpy(rows).to(self.device)]
 
-    def item_vectors(self, training: bool) -> torch.Tensor:
-        import torch.nn.functional as F
-
-        net = self.net
-        ids = net.item_id.weight * self.known[:, None]
-        return F.normalize(net.adapter(self.content) + _row_dropout(ids, self.cfg.id_dropout, training), dim=-1)
-
-    def _users(self, users: torch.Tensor, items: torch.Tensor, windows: np.ndarray | None,
-               vectors: torch.Tensor) -> torch.Tensor:
-        """User vectors for training rows, each without its own target in the history;
-        under torchrun, for this rank's shard of the rows, gathered from all ranks."""
+    def tower(self, rows: np.ndarray, training: bool) -> torch.Tensor:
+        """Item vectors of ``rows`` only (the item tower on those content rows)."""
         import torch
         import torch.nn.functional as F
 
-        n, mine = len(users), dist.shard(len(users))
-        users, items = users[mine], items[mine]
-        sums = torch.sparse.mm(self.adjacency, vectors)[users] - vectors[items]
-        mean = sums / torch.clamp(self.hist_n[users] - 1, min=1)[:, None]
+        index = torch.from_numpy(rows).to(self.device)
+        ids = self.net.item_id(index) * self.known[index][:, None]
+        return F.normalize(self.net.adapter(self._content_rows(rows))
+                           + _row_dropout(ids, self.cfg.id_dropout, training), dim=-1)
+
+    def item_vectors(self, training: bool = False) -> torch.Tensor:
+        """Every item's vector, ``EXPORT_CHUNK`` rows at a time (export and mining only)."""
+        import torch
+
+        rows = np.arange(self.data.n_items)
+        return torch.cat([self.tower(rows[at:at + EXPORT_CHUNK], training)
+                          for at in range(0, len(rows), EXPORT_CHUNK)])
+
+    def _histories(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(batch row, item row) of each batch user's training history, at most
+        ``HISTORY_CAP`` items per row (a uniform sample beyond)."""
+        start, size = self.indptr[users], np.diff(self.indptr)[users]
+        take = np.minimum(size, HISTORY_CAP)
+        owner = np.repeat(np.arange(len(users)), take)
+        offset = np.arange(take.sum()) - np.repeat(np.cumsum(take) - take, take)
+        over = np.repeat(size > take, take)
+        if over.any():  # sampled with replacement: unbiased for the mean, cheap to draw
+            offset[over] = (self.rng.random(int(over.sum())) * np.repeat(size, take)[over]).astype(np.int64)
+        return owner, self.history_items[np.repeat(start, take) + offset]
+
+    def _users(self, users: torch.Tensor, picked: np.ndarray, history: tuple[np.ndarray, np.ndarray],
+               vectors: torch.Tensor, at: np.ndarray) -> torch.Tensor:
+        """User vectors for training rows, each without its own target in the history:
+        batch-local sums over the rows ``history`` names ((batch row, item row) pairs).
+        Under torchrun, for this rank's shard of the rows, gathered from all ranks."""
+        import torch
+        import torch.nn.functional as F
+
+        n, mine = len(picked), dist.shard(len(picked))
+        owner, rows = history
+        ours = (owner >= mine.start) & (owner < mine.stop)
+        owner, rows = owner[ours] - mine.start, rows[ours]
+        users, picked = users[mine], picked[mine]
+        keep = rows != self.pairs[picked, 1][owner]  # the target is left out of its own history
+        owner, rows = owner[keep], rows[keep]
+        place = torch.from_numpy(at[rows]).to(self.device)
+        index = torch.from_numpy(owner).to(self.device)
+        sums = torch.zeros(len(picked), vectors.shape[1], device=self.device, dtype=vectors.dtype)
+        sums = sums.index_add(0, index, vectors[place])
+        count = torch.bincount(index, minlength=len(picked)).clamp(min=1)
+        mean = sums / count[:, None].to(vectors.dtype)
         own = _row_dropout(self.net.user_id(users), self.cfg.id_dropout, True, mine, n)
         mixed = self.net.history(mean)
-        if windows is not None:
-            rows = torch.from_numpy(windows[mine]).to(self.device)
-            present = (rows >= 0).float()[..., None]
-            latest = (vectors[rows.clamp(min=0)] * present).sum(1) / present.sum(1).clamp(min=1)
+        if self.windows is not None:
+            window = self.windows[picked]
+            present = torch.from_numpy(window >= 0).to(self.device).float()[..., None]
+            place = torch.from_numpy(at[np.maximum(window, 0)]).to(self.device)
+            latest = (vectors[place] * present).sum(1) / present.sum(1).clamp(min=1)
             mixed = mixed + self.net.recent(latest)
         return dist.gather_rows(F.normalize(own + mixed, dim=-1), n)
+
+    def _step_rows(self, picked: np.ndarray, extra: np.ndarray, history: np.ndarray,
+                   hard: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The item rows this step touches, and each item row's place among them."""
+        parts = [self.pairs[picked, 1], extra, history]
+        if self.windows is not None:
+            parts.append(self.windows[picked][self.windows[picked] >= 0])
+        if hard is not None:
+            parts.append(hard.ravel())
+        rows = np.unique(np.concatenate(parts))
+        at = np.zeros(self.data.n_items, dtype=np.int64)  # int64 per item: cheap next to the content
+        at[rows] = np.arange(len(rows))
+        return rows, at
 
     def _loss(self, picked: np.ndarray) -> torch.Tensor:
         import torch
@@ -156,24 +210,26 @@ class TwoTowerTrainer:
         batch = self.pairs[picked]
         users = torch.from_numpy(batch[:, 0]).to(self.device)
         items = torch.from_numpy(batch[:, 1]).to(self.device)
-        vectors = self.item_vectors(training=True)
-        windows = self.windows[picked] if self.windows is not None else None
-        queries = self._users(users, items, windows, vectors)
-        cand = items
+        extra = self.rng.integers(0, self.data.n_items, self.cfg.negatives)
+        hard = self._draw_hard(batch[:, 0]) if self.hard is not None else None
+        history = self._histories(batch[:, 0])
+        rows, at = self._step_rows(picked, extra, history[1], hard)
+        vectors = self.tower(rows, training=True)  # the step's items only
+        queries = self._users(users, picked, history, vectors, at)
+        cand = np.concatenate([batch[:, 1], extra])
         log_q = self.log_q[items]
         if self.cfg.negatives:
-            extra = torch.randint(0, self.data.n_items, (self.cfg.negatives,), device=self.device)
-            cand = torch.cat([cand, extra])
-            log_q = torch.cat([log_q, torch.full_like(extra, math.log(self.cfg.negatives / self.data.n_items), dtype=torch.float)])
-        logits = queries @ vectors[cand].T / self.cfg.temperature - log_q
-        positive = self._positive(users, cand)
-        rows = torch.arange(len(batch), device=self.device)
-        positive[rows, rows] = False  # the row's own target stays the positive
+            log_q = torch.cat([log_q, torch.full((len(extra),), math.log(self.cfg.negatives / self.data.n_items),
+                                                 device=self.device)])
+        logits = queries @ vectors[torch.from_numpy(at[cand]).to(self.device)].T / self.cfg.temperature - log_q
+        positive = self._positive(users, torch.from_numpy(cand).to(self.device))
+        index = torch.arange(len(batch), device=self.device)
+        positive[index, index] = False  # the row's own target stays the positive
         logits = logits.masked_fill(positive, float("-inf"))
-        if self.hard is not None:
-            hard = torch.from_numpy(self._draw_hard(batch[:, 0])).to(self.device)
-            logits = torch.cat([logits, (queries[:, None, :] * vectors[hard]).sum(-1) / self.cfg.temperature], dim=1)
-        return F.cross_entropy(logits, rows)
+        if hard is not None:
+            near = vectors[torch.from_numpy(at[hard]).to(self.device)]
+            logits = torch.cat([logits, (queries[:, None, :] * near).sum(-1) / self.cfg.temperature], dim=1)
+        return F.cross_entropy(logits, index)
 
     def _positive(self, users: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         """``(users, candidates)``: is the candidate a training positive of the row's user."""
@@ -248,6 +304,14 @@ class TwoTowerTrainer:
                 adapter=[(arr(m.weight), arr(m.bias)) for m in layers], recent=self.cfg.recent,
                 recent_term=Linear(arr(net.recent.weight.T), arr(net.recent.bias)) if net.recent else None,
             )
+
+
+def _by_user(pairs: np.ndarray, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of the training pairs: user ``u``'s items are ``items[indptr[u]:indptr[u + 1]]``."""
+    order = np.argsort(pairs[:, 0], kind="stable")
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pairs[:, 0], minlength=n_users), out=indptr[1:])
+    return indptr, pairs[order, 1].astype(np.int64)
 
 
 def _windows(users: np.ndarray, items: np.ndarray, size: int) -> np.ndarray | None:

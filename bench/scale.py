@@ -1,0 +1,186 @@
+"""How mmrec's stages grow with the catalog: wall time, peak RSS and growth ratios.
+
+Synthetic text-only catalogs (10k, 100k, 1M items; ``c<cluster> n<number>`` titles in
+256 planted clusters) and interactions (``--users`` x ``--per-user``, each user on two
+clusters, timestamps increasing) are encoded with the fast deterministic encoder of
+``bench/scale_encoder.py`` through ``local:``, so the numbers are mmrec's own cost.
+
+Each stage runs in a fresh subprocess, so its peak RSS (its own ``ru_maxrss``, which
+includes the interpreter and imports, ~0.3-0.5 GB) is its own: ``encode``, ``noop`` (encode again, nothing changed), ``changed`` (1% of
+the titles edited), ``interactions`` (read the interactions file), ``read10m`` (a
+10M-row CSV, once, size-independent), ``train`` (twotower, 1 epoch), ``evaluate``,
+``index`` (faiss, auto type) and ``recommend``. A stage that fails or passes
+``--timeout`` is reported, not fatal.
+
+Run: ``python bench/scale.py --sizes 10000,100000 [--stages encode,noop,...] [--work DIR]``.
+The growth column divides each size's figure by the previous size's.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+ENCODER = f"local:{ROOT / 'scale_encoder.py'}:ScaleText"
+STAGES = ["encode", "noop", "changed", "interactions", "read10m", "train", "evaluate", "index",
+          "recommend"]
+CLUSTERS = 256
+
+
+def write_catalog(path: Path, n: int, edited: float = 0.0) -> None:
+    step = int(1 / edited) if edited else 0
+    with open(path, "w") as fh:
+        for i in range(n):
+            tail = " edited" if step and i % step == 0 else ""
+            fh.write(json.dumps({"id": f"i{i}", "title": f"c{i % CLUSTERS} n{i} item{tail}",
+                                 "price": i % 100}) + "\n")
+
+
+def write_interactions(path: Path, n_items: int, users: int, per_user: int, seed: int = 0) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    likes = rng.integers(0, CLUSTERS, size=(users, 2))
+    per_cluster = max(1, n_items // CLUSTERS)
+    cluster = likes[np.arange(users)[:, None], rng.integers(0, 2, size=(users, per_user))]
+    items = cluster + CLUSTERS * rng.integers(0, per_cluster, size=(users, per_user))
+    items = np.minimum(items, n_items - 1)
+    with open(path, "w") as fh:
+        fh.write("user,item,timestamp\n")
+        for u in range(users):
+            fh.writelines(f"u{u},i{items[u, k]},{1_000_000 + k * 60 + u}\n" for k in range(per_user))
+
+
+def write_big_csv(path: Path, rows: int, n_items: int) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    with open(path, "w") as fh:
+        fh.write("user,item,rating,timestamp\n")
+        for start in range(0, rows, 1_000_000):
+            n = min(1_000_000, rows - start)
+            users, items = rng.integers(0, rows // 25, n), rng.integers(0, n_items, n)
+            fh.writelines(f"u{u},i{i},{1 + (u + i) % 5},{start + k}\n"
+                          for k, (u, i) in enumerate(zip(users.tolist(), items.tolist(), strict=True)))
+
+
+def stage(name: str, work: Path) -> dict:
+    """Run one stage in this (fresh) process; what it returns is printed as JSON."""
+    import mmrec
+
+    store, model = work / "store", work / "model"
+    if name in ("encode", "noop", "changed"):
+        catalog = work / ("catalog-edited.jsonl" if name == "changed" else "catalog.jsonl")
+        report = mmrec.encode(catalog, store, encoders={"text": ENCODER}, modalities=["text"])
+        return {"encoded": report.encoded["text"], "reused": report.reused["text"]}
+    if name in ("interactions", "read10m"):
+        from mmrec.catalog import read_interactions
+        from mmrec.store import Store
+
+        file = work / "interactions.csv" if name == "interactions" else work.parent / "big.csv"
+        found = read_interactions(file, Store.open(store).ids if name == "interactions" else None)
+        return {"kept": len(found), "unknown": found.unknown_items}
+    if name == "train":
+        from mmrec.recsys.config import TrainConfig
+
+        report = mmrec.train(work / "interactions.csv", model, store=store,
+                             config=TrainConfig(epochs=1, patience=0, device="cpu"))
+        return {"valid": report.valid}
+    if name == "evaluate":
+        return {k: round(v, 4) for k, v in mmrec.evaluate(model).items()
+                if isinstance(v, float) and k in ("recall@10", "ndcg@10")}
+    if name == "index":
+        from mmrec.index import VectorIndex
+        from mmrec.store import Store
+
+        ids, vectors = Store.open(store).vectors("text")
+        built = VectorIndex.build(ids, vectors)
+        return {"kind": built.kind.value, "recall@10": built.recall}
+    from mmrec.query import Query
+
+    return {"hits": len(mmrec.recommend(model, Query(user="u1", k=10)))}
+
+
+def measure(name: str, work: Path, timeout: float) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--stage", name, "--work", str(work)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return {"stage": name, "error": f"over {timeout:.0f} s"}
+    seconds = time.perf_counter() - started
+    if proc.returncode:
+        return {"stage": name, "error": (err.strip().splitlines() or ["failed"])[-1][:120]}
+    return {"stage": name, "seconds": round(seconds, 2), **json.loads(out)}
+
+
+def prepare(work: Path, size: int, users: int, per_user: int) -> None:
+    work.mkdir(parents=True, exist_ok=True)
+    write_catalog(work / "catalog.jsonl", size)
+    write_catalog(work / "catalog-edited.jsonl", size, edited=0.01)
+    write_interactions(work / "interactions.csv", size, users, per_user)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--stages", default=",".join(STAGES))
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--per-user", type=int, default=25)
+    parser.add_argument("--read-rows", type=int, default=10_000_000)
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--stage", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        import resource
+
+        result = stage(args.stage, args.work)
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # ru_maxrss: KiB on Linux
+        # CPU seconds too: on a shared box wall time measures the neighbours as well
+        print(json.dumps({"rss_gb": round(usage.ru_maxrss / 1024**2, 2),
+                          "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), **result}))
+        return
+    root = args.work or Path(tempfile.mkdtemp(prefix="mmrec-scale-"))
+    stages = args.stages.split(",")
+    results: dict[str, dict[int, dict]] = {s: {} for s in stages}
+    for size in (int(s) for s in args.sizes.split(",")):
+        work = root / str(size)
+        prepare(work, size, args.users, args.per_user)
+        for name in stages:
+            if name == "read10m" and results[name]:
+                continue  # size-independent: once
+            if name == "read10m" and not (root / "big.csv").exists():
+                write_big_csv(root / "big.csv", args.read_rows, size)
+            results[name][size] = measure(name, work, args.timeout)
+            print(json.dumps({"size": size, **results[name][size]}), file=sys.stderr, flush=True)
+    table(results)
+
+
+def table(results: dict[str, dict[int, dict]]) -> None:
+    print("| stage | items | seconds | CPU s | peak RSS GB | growth (time) | notes |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for name, by_size in results.items():
+        previous = None
+        for size, r in by_size.items():
+            if "error" in r:
+                print(f"| {name} | {size:,} | - | - | - | - | {r['error']} |")
+                previous = None
+                continue
+            growth = f"{r['seconds'] / previous:.1f}x" if previous else ""
+            notes = {k: v for k, v in r.items() if k not in ("stage", "seconds", "rss_gb", "cpu_s")}
+            print(f"| {name} | {size:,} | {r['seconds']} | {r.get('cpu_s', '-')} | {r['rss_gb']} | {growth} | "
+                  f"{json.dumps(notes)} |")
+            previous = r["seconds"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""A twotower step costs what its batch costs: the item tower sees the batch's rows,
+never the catalog, however large the catalog grows."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmrec.recsys.config import TrainConfig
+from mmrec.recsys.data import Data
+from mmrec.recsys.splits import make_split
+from mmrec.recsys.twotower import TwoTowerTrainer
+
+
+def _data(n_items: int) -> Data:
+    rng = np.random.default_rng(0)
+    pairs = np.unique(np.stack([np.repeat(np.arange(200), 10), rng.integers(0, 500, 2000)], 1), axis=0)
+    users, items = pairs[:, 0], pairs[:, 1]  # the same 500 items are used, whatever n_items
+    times = np.arange(len(users), dtype=np.float64)
+    split = make_split("temporal", users, items, times)
+    return Data([f"i{n}" for n in range(n_items)], [f"u{n}" for n in range(200)], users, items,
+                times, split)
+
+
+def _rows_per_step(n_items: int, **options) -> list[int]:
+    import torch
+
+    data = _data(n_items)
+    content = np.random.default_rng(1).standard_normal((n_items, 16)).astype(np.float32)
+    cfg = TrainConfig(epochs=1, batch_size=64, **options).resolved()
+    trainer = TwoTowerTrainer(data, content, cfg, torch.device("cpu"))
+    seen: list[int] = []
+    trainer.net.adapter.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    trainer.epoch(np.random.default_rng(0))
+    assert np.isfinite(trainer.export().items).all()
+    return seen
+
+
+@pytest.mark.parametrize("options", [{}, {"negatives": 32, "hard_negatives": 4}])
+def test_a_step_touches_its_batch_rows_not_the_catalog(options):
+    bound = 64 + 32 + 64 * 10 + 64 * 4  # batch items, negatives, histories, hard negatives
+    small, large = _rows_per_step(1_000, **options), _rows_per_step(20_000, **options)
+    steps = [n for n in small if n < 1_000]  # the others are the export's chunked passes
+    big = [n for n in large if n < 20_000]
+    assert steps and len(big) == len(steps) and max(steps + big) <= bound
+
+
+def test_export_runs_the_item_tower_in_chunks(monkeypatch):
+    import mmrec.recsys.twotower as twotower
+
+    monkeypatch.setattr(twotower, "EXPORT_CHUNK", 4_000)
+    seen = _rows_per_step(10_000)
+    assert max(seen) == 4_000 and seen[-3:] == [4_000, 4_000, 2_000]
