@@ -165,12 +165,14 @@ class AlignerHandle:
         return resolve_device("auto")
 
     def _load_encoders(self) -> dict[str, Any]:
+        from mmrec.alignment.tune import load_query_encoder
         from mmrec.encoders.registry import create
 
         encoders = {}
         for modality in self.aligner.modalities:
-            encoders[modality] = create(self.aligner.encoders[modality]["encoder"], modality)
-            encoders[modality].load(self._device)
+            encoder = create(self.aligner.encoders[modality]["encoder"], modality)
+            # the same loading as `mmrec recommend`: tuned layers applied where there are any
+            encoders[modality] = load_query_encoder(self.path, encoder, modality, self._device)
         return encoders
 
     def ids(self) -> list[str]:

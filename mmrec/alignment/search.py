@@ -51,6 +51,7 @@ def query_vector(aligner: Aligner, query: Query) -> np.ndarray:
 
 
 def _content_parts(aligner: Aligner, query: Query) -> list[np.ndarray]:
+    from mmrec.alignment.tune import load_query_encoder
     from mmrec.encoders.registry import create
     from mmrec.runtime import resolve_device
 
@@ -64,7 +65,7 @@ def _content_parts(aligner: Aligner, query: Query) -> list[np.ndarray]:
     projector = aligner.projector(with_bridge="image" in inputs)
     parts = []
     for modality, value in inputs.items():
-        encoders[modality].load(device)
+        load_query_encoder(aligner.path, encoders[modality], modality, device)
         unit, norms = encoders[modality].encode([value], batch_size=1, return_norms=True)
         parts.append(projector.project(modality, unit, norms)[0])
     return parts
