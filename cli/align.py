@@ -83,6 +83,11 @@ def render(report) -> None:
                   f"{report.pivot} pivot {report.dim}-d, {report.head} heads from {report.init}, "
                   f"best step {report.best_step}{stop}, temperature {report.temperature:.4f}, "
                   f"{report.seconds:.1f}s on {report.device}")
+    if report.tuning:
+        t = report.tuning
+        console.print(f"{t['modality']} encoder {t['encoder']} tuned: top {t['layers']} layers, "
+                      f"lr {t['lr']:g}, {t['warmup']} warm-up steps, kept step {t['best_step']}",
+                      markup=False)
     if report.bridge_weight is not None:
         console.print(f"image bridge weight {report.bridge_weight:.2f} ({report.bridge_weight_from})")
     for note in report.notes:

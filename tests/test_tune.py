@@ -98,6 +98,14 @@ def test_the_config_records_the_tuning(tuned):
     tuning = json.loads((out / "config.json").read_text())["aligner"]["tuning"]
     assert tuning["layers"] == 1 and tuning["lr"] == 1e-2 and tuning["steps"] == 8
     assert tuning["file"] == "tuned-text.safetensors" and report["steps"] == 8
+    assert report["tuning"] == tuning
+
+
+def test_the_cli_says_what_was_tuned(store, tmp_path):
+    result = runner.invoke(app, ["align", str(store), "--out", str(tmp_path / "al"), "--tune",
+                                 "text", "--steps", "3", "--batch-size", "8", "--from-scratch"])
+    assert result.exit_code == 0, result.output
+    assert "tuned: top 2 layers, lr 2e-05, 20 warm-up steps" in result.output
 
 
 def test_item_text_vectors_come_from_the_tuned_encoder(tuned, bert):

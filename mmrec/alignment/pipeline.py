@@ -57,6 +57,7 @@ class AlignReport:
     seconds: float
     device: str
     notes: list[str] = field(default_factory=list)
+    tuning: dict[str, Any] | None = None  # --tune: the encoder, layers, lr and steps
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -402,7 +403,7 @@ def _report(plan: Plan, out: Path, ids: list[str], val_rows: np.ndarray, trained
         temperature=trained.heads.temperature(),
         bridge_weight=projector.bridge_weight if projector.bridge is not None else None,
         bridge_weight_from=chosen.weight_from, retrieval=metrics, seconds=0.0, device="",
-        notes=[*plan.notes, *trained.notes],
+        notes=[*plan.notes, *trained.notes], tuning=_tuning(config, trained),
     )
 
 
