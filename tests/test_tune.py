@@ -196,3 +196,18 @@ def test_a_changed_catalog_text_is_refused(bert, tmp_path):
 def test_tuning_needs_training_steps(store, tmp_path):
     line = _fails("align", store, "--out", tmp_path / "al", "--tune", "text", "--steps", "0")
     assert "--tune text needs training steps" in line
+
+
+def test_cached_lower_layers_give_the_full_forward_vectors(bert):
+    from mmrec.alignment.config import AlignConfig
+    from mmrec.alignment.tune import TunedText
+
+    texts = ["cat dog", "sun moon star tree", "red", "blue fish rock cat"]
+    encoder = _encoder(bert)
+    full = encoder.encode(texts)
+    source = TunedText(encoder, texts, AlignConfig(tune_layers=1), torch.device("cpu"))
+    assert source.lower is not None and len(source.lower.states) == len(texts)
+    cached = source.vectors(torch.arange(len(texts)))
+    assert cached.requires_grad
+    np.testing.assert_allclose(cached.detach().numpy(), full, atol=1e-5)
+    assert len(encoder.model.encoder.layer) == LAYERS  # the stack is whole again

@@ -9,7 +9,9 @@ and :func:`load_query_encoder` applies them wherever an aligner encodes a query.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,15 +75,77 @@ def item_texts(store: Store, ids: list[str], mask: np.ndarray) -> list[str]:
     return texts
 
 
-def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The model's stack of transformer blocks (BERT's ``encoder.layer``, ``layers``, ...)."""
+def _stacks(model: torch.nn.Module) -> list[tuple[str, torch.nn.ModuleList]]:
     import torch
 
-    stacks = [m for name, m in model.named_modules()
-              if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers")]
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers")]
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The model's stack of transformer blocks (BERT's ``encoder.layer``, ``layers``, ...)."""
+    stacks = _stacks(model)
     if not stacks:
         raise ConfigError(f"--tune: no transformer layer stack found in {type(model).__name__}")
-    return max(stacks, key=len)
+    return max(stacks, key=lambda s: len(s[1]))[1]
+
+
+class LowerCache:
+    """The frozen lower layers' output per text, computed once, so a training step runs
+    only the unfrozen top layers (on a CPU that is what makes tuning affordable: with 2
+    of MiniLM's 6 layers unfrozen, a step costs about a third of a full forward+backward).
+
+    A step swaps the model's layer stack for its top slice and has the embeddings module
+    return the cached states; padded positions are zeros under the attention mask, so
+    the top layers see exactly what a full forward would give them.
+    """
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, texts: list[str],
+                 first: int, device: torch.device, batch_size: int = 64) -> None:
+        import torch
+
+        self.model, self.first, self.device = model, first, device
+        self.states: list[torch.Tensor] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
+                                  max_length=TUNE_MAX_TOKENS, return_tensors="pt").to(device)
+                hidden = model(**batch, output_hidden_states=True).hidden_states[first]
+                for row, length in zip(hidden, batch["attention_mask"].sum(1).tolist(), strict=True):
+                    self.states.append(row[:length].clone())
+
+    @staticmethod
+    def usable(model: torch.nn.Module) -> bool:
+        """BERT-like: an ``embeddings`` module feeding one layer stack held by ``model``."""
+        stacks = _stacks(model)
+        return hasattr(model, "embeddings") and len(stacks) == 1 and "." in stacks[0][0]
+
+    @contextlib.contextmanager
+    def _top_only(self, states: torch.Tensor) -> Iterator[None]:
+        import torch
+
+        name, stack = _stacks(self.model)[0]
+        parent = self.model.get_submodule(name.rsplit(".", 1)[0])
+        attr = name.rsplit(".", 1)[1]
+        setattr(parent, attr, torch.nn.ModuleList(list(stack)[self.first:]))
+        hook = self.model.embeddings.register_forward_hook(lambda *_: states)
+        try:
+            yield
+        finally:
+            hook.remove()
+            setattr(parent, attr, stack)
+
+    def hidden(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last hidden states of ``rows`` through the top layers, and their attention mask."""
+        import torch
+
+        lengths = [len(self.states[r]) for r in rows]
+        states = torch.nn.utils.rnn.pad_sequence([self.states[r] for r in rows], batch_first=True)
+        mask = (torch.arange(states.shape[1])[None, :] < torch.tensor(lengths)[:, None]).long()
+        ids = torch.zeros_like(mask)  # shapes only: the embeddings' output is replaced
+        with self._top_only(states):
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+        return out.last_hidden_state, mask.to(self.device)
 
 
 def unfreeze_top(model: torch.nn.Module, layers: int) -> dict[str, torch.nn.Parameter]:
@@ -114,12 +178,22 @@ class TunedText:
         self.encoder, self.texts, self.config = encoder, texts, config
         # eval mode: no dropout, so a query later encodes exactly as the items did
         self.params = unfreeze_top(encoder.model.eval(), config.tune_layers)
+        self.lower = None
+        if LowerCache.usable(encoder.model):
+            first = len(transformer_layers(encoder.model)) - config.tune_layers
+            self.lower = LowerCache(encoder.model, encoder.tokenizer, texts, first, device)
 
     def vectors(self, rows: torch.Tensor) -> torch.Tensor:
         """Unit text vectors of ``rows`` (store row numbers), differentiable."""
         import torch
 
-        raw = self.encoder.embed([self.texts[int(r)] for r in rows], TUNE_MAX_TOKENS)
+        rows = [int(r) for r in rows]
+        if self.lower is None:
+            raw = self.encoder.embed([self.texts[r] for r in rows], TUNE_MAX_TOKENS)
+        else:
+            hidden, mask = self.lower.hidden(rows)
+            mask = mask.unsqueeze(-1).to(hidden.dtype)
+            raw = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(raw.float(), dim=-1)
 
     def encode(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
