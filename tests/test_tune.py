@@ -211,3 +211,16 @@ def test_cached_lower_layers_give_the_full_forward_vectors(bert):
     assert cached.requires_grad
     np.testing.assert_allclose(cached.detach().numpy(), full, atol=1e-5)
     assert len(encoder.model.encoder.layer) == LAYERS  # the stack is whole again
+
+
+def test_a_quick_validation_refresh_matches_the_full_encoder(bert):
+    from mmrec.alignment.config import AlignConfig
+    from mmrec.alignment.tune import TunedText
+
+    texts = ["cat dog", "sun moon star tree", "red", "blue fish rock cat"]
+    source = TunedText(_encoder(bert), texts, AlignConfig(tune_layers=2), torch.device("cpu"))
+    quick, full = np.zeros((4, 16), np.float32), np.zeros((4, 16), np.float32)
+    source.refresh_quick(quick, np.array([0, 2, 3]), batch_size=2)
+    source.refresh(full, None, np.array([0, 2, 3]))
+    np.testing.assert_allclose(quick, full, atol=1e-5)
+    assert not quick[1].any()

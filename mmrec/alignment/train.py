@@ -186,7 +186,7 @@ class _Loop:
 
     def _validate(self) -> tuple[float, float]:
         if self.tuned is not None:  # the held-out texts as the encoder now embeds them
-            self.tuned.refresh(self.data.matrices[self.tuned.modality], None, self.data.val)
+            self.tuned.refresh_quick(self.data.matrices[self.tuned.modality], self.data.val)
         return validation_score(self.heads, self.data)
 
     def run(self, total: int, best: _Best, result: FitResult, advance: Any,

@@ -207,6 +207,18 @@ class TunedText:
             if norms is not None:
                 norms[rows] = fresh
 
+    def refresh_quick(self, matrix: np.ndarray, rows: np.ndarray, batch_size: int = 256) -> None:
+        """As :meth:`refresh` for a validation check: through the cached lower layers
+        where there are any (the same vectors for texts within ``TUNE_MAX_TOKENS``)."""
+        import torch
+
+        if self.lower is None:
+            return self.refresh(matrix, None, rows)
+        with torch.inference_mode():
+            for start in range(0, len(rows), batch_size):
+                part = rows[start:start + batch_size]
+                matrix[part] = self.vectors(torch.as_tensor(part)).cpu().numpy()
+
     def state(self) -> dict[str, torch.Tensor]:
         return {name: p.detach().clone() for name, p in self.params.items()}
 
