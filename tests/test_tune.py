@@ -224,3 +224,12 @@ def test_a_quick_validation_refresh_matches_the_full_encoder(bert):
     source.refresh(full, None, np.array([0, 2, 3]))
     np.testing.assert_allclose(quick, full, atol=1e-5)
     assert not quick[1].any()
+
+
+def test_init_from_a_tuned_aligner_says_its_tuned_layers_stay_behind(store, tuned, tmp_path):
+    result = runner.invoke(app, ["align", str(store), "--out", str(tmp_path / "al"), "--init",
+                                 str(tuned[0]), "--steps", "2", "--batch-size", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any("tuned layers are not carried over" in n for n in notes)
+    assert not (tmp_path / "al" / "tuned-text.safetensors").exists()

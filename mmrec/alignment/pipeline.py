@@ -244,6 +244,9 @@ def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
     arrays = StoreArrays.read(store, modalities)
     train_rows, val_rows = split_items(arrays.ids, config.val_split, config.seed)
     source = init.resolve(config, store, dim, log=note)
+    if source is not None and source.config.get("aligner", {}).get("tuning"):
+        note(f"the heads in {source.label} were fitted to a tuned text encoder; its tuned "
+             "layers are not carried over: text starts from the store's encoder")
     bridge = _bridge(store, config, modalities, notes)
     paired = sum(arrays.masks[m][train_rows].astype(int) for m in modalities) >= 2
     steps = resolve_steps(config, int(paired.sum()))  # what fit() will resolve too
