@@ -15,7 +15,7 @@ from mmrec.cli._common import (
     stdout,
 )
 from mmrec.distributed import is_main
-from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot, Precision
+from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot, Precision, TuneTarget
 from mmrec.index import INDEX_HELP
 
 _D = AlignConfig  # every default below is the library's own (AlignConfig's fields)
@@ -48,6 +48,10 @@ def align(
     device: DeviceChoice = typer.Option(_DEVICE, help=DEVICE_HELP),
     precision: Precision = typer.Option(_D.precision, help="Training precision: auto is bf16 autocast on CUDA where supported, fp32 elsewhere."),
     index: IndexType = typer.Option(_D.index, help=INDEX_HELP),
+    tune: TuneTarget = typer.Option(_D.tune, help="text: also tune the text encoder's top layers (LiT), re-encoding each batch's texts; saved in the aligner and used for queries."),
+    tune_layers: int = typer.Option(_D.tune_layers, min=1, help="With --tune: transformer layers unfrozen, from the top."),
+    tune_lr: float = typer.Option(_D.tune_lr, min=0.0, help="With --tune: peak learning rate of the unfrozen layers (heads keep --lr)."),
+    tune_warmup: int = typer.Option(_D.tune_warmup, min=0, help="With --tune: linear warm-up steps before the cosine decay."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
 ) -> None:
     """Fit one projection head per modality (InfoNCE, early stopping) and index the items."""
@@ -58,7 +62,8 @@ def align(
                    eval_every=eval_every, patience=patience, seed=seed, init=str(init) if init else None,
                    from_scratch=from_scratch, bridge=bridge, bridge_weight=bridge_weight,
                    modalities=split_list(modalities), fusion=parse_weights(fusion),
-                   device=DeviceChoice(device).value, precision=precision, index=index)
+                   device=DeviceChoice(device).value, precision=precision, index=index,
+                   tune=tune, tune_layers=tune_layers, tune_lr=tune_lr, tune_warmup=tune_warmup)
     with RichProgress() as progress:
         report = mmrec.align(store, out, progress=progress, **options)
     if not is_main():  # under torchrun only rank 0 reports
@@ -78,6 +83,11 @@ def render(report) -> None:
                   f"{report.pivot} pivot {report.dim}-d, {report.head} heads from {report.init}, "
                   f"best step {report.best_step}{stop}, temperature {report.temperature:.4f}, "
                   f"{report.seconds:.1f}s on {report.device}")
+    if report.tuning:
+        t = report.tuning
+        console.print(f"{t['modality']} encoder {t['encoder']} tuned: top {t['layers']} layers, "
+                      f"lr {t['lr']:g}, {t['warmup']} warm-up steps, kept step {t['best_step']}",
+                      markup=False)
     if report.bridge_weight is not None:
         console.print(f"image bridge weight {report.bridge_weight:.2f} ({report.bridge_weight_from})")
     for note in report.notes:

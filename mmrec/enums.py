@@ -32,6 +32,13 @@ class Pivot(_Choice):
     SHARED = "shared"  # a learned space of --dim dimensions, one head per modality
 
 
+class TuneTarget(_Choice):
+    """Which pretrained encoder ``align --tune`` unfreezes the top layers of (LiT: text)."""
+
+    NONE = "none"  # every encoder frozen: only the heads train
+    TEXT = "text"  # the text encoder's top layers, re-encoding each batch's texts
+
+
 class HeadKind(_Choice):
     LINEAR = "linear"
     MLP = "mlp"

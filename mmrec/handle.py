@@ -187,6 +187,7 @@ class AlignerHandle:
     def _encoder(self, modality: str, loaded: bool) -> Any:
         """The query encoder of ``modality``, created once; its weights load once, when
         ``loaded`` is asked (decoding an input needs only the created encoder)."""
+        from mmrec.alignment.tune import load_query_encoder
         from mmrec.encoders.registry import create
 
         with self._loading:
@@ -195,7 +196,8 @@ class AlignerHandle:
                     create(self.aligner.encoders[modality]["encoder"], modality), False]
             entry = self._encoders[modality]
             if loaded and not entry[1]:
-                entry[0].load(self._device)
+                # as every query path loads it: tuned layers applied where there are any
+                load_query_encoder(self.path, entry[0], modality, self._device)
                 entry[1] = True
             return entry[0]
 

@@ -14,6 +14,8 @@ Layout::
     vectors/fused.npy    fused item vectors (normalised weighted mean of the modalities)
     index.faiss          faiss index over the fused vectors (+ index.ids.json)
     index-<m>.faiss      faiss index over one modality's projected vectors
+    tuned-<m>.safetensors  (``--tune``) the tuned layers of modality m's encoder, applied
+                         to it for queries (:func:`mmrec.alignment.tune.load_query_encoder`)
 
 Written through :meth:`mmrec.artifacts.Artifact.create`: staged in a hidden sibling and
 published in one step. The directory needs nothing else: it can be moved, and its
@@ -21,13 +23,13 @@ store deleted, and still be searched and evaluated.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrec.artifacts import Artifact, Kind, read_json, read_part, write_config
-from mmrec.atomic import save_npy, write_json
+from mmrec.atomic import save_npy, save_safetensors, write_json
 from mmrec.enums import Target
 from mmrec.errors import AlignerError, ConfigError
 from mmrec.store import read_items, write_items
@@ -56,6 +58,7 @@ class AlignerContents:
     split: dict[str, Any]
     items: list[dict[str, Any]]
     info: dict[str, Any]
+    tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> tensors
 
 
 def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
@@ -71,6 +74,10 @@ def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
         write_json(staging / "ids.json", contents.ids)
         write_items(staging / "items.jsonl", contents.items)
         save_heads(heads, staging)
+        for modality, tensors in contents.tuned.items():
+            from mmrec.alignment.tune import weights_file
+
+            save_safetensors(staging / weights_file(modality), tensors)
         for modality, (matrix, mask) in contents.projected.items():
             save_npy(staging / "vectors" / f"{modality}.npy", matrix)
             save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)

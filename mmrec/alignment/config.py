@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mmrec.enums import HeadKind, IndexType, Modality, Pivot, Precision, parse_enum
+from mmrec.enums import HeadKind, IndexType, Modality, Pivot, Precision, TuneTarget, parse_enum
 from mmrec.errors import ConfigError
 from mmrec.index import parse_index
 
@@ -42,12 +42,17 @@ class AlignConfig:
     modalities: list[str] | None = None  # default: every modality of the store
     fusion: dict[str, float] = field(default_factory=dict)  # per-modality weight, default 1
     index: IndexType = IndexType.AUTO  # faiss index type of every item index
+    tune: TuneTarget = TuneTarget.NONE  # LiT: unfreeze the text encoder's top layers
+    tune_layers: int = 2  # transformer layers unfrozen, counted from the top
+    tune_lr: float = 2e-5  # their peak learning rate: small, or the pretrained space is lost
+    tune_warmup: int = 20  # steps of linear warm-up to tune_lr, then cosine decay
 
     def validate(self) -> AlignConfig:
         self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
         self.head = parse_enum(HeadKind, self.head, "--head")
         self.index = parse_index(self.index)
         self.precision = parse_enum(Precision, self.precision, "--precision")
+        self.tune = parse_enum(TuneTarget, self.tune, "--tune")
         self.fusion = {parse_enum(Modality, m, "--fusion").value: float(w)
                        for m, w in self.fusion.items()}
         if self.modalities is not None:
@@ -66,6 +71,9 @@ class AlignConfig:
         _check(not (self.from_scratch and self.init),
                "--from-scratch and --init exclude each other")
         _check(all(w >= 0 for w in self.fusion.values()), "fusion weights must be >= 0")
+        _check(self.tune_layers >= 1, f"--tune-layers must be at least 1, got {self.tune_layers}")
+        _check(self.tune_lr > 0, f"--tune-lr must be positive, got {self.tune_lr}")
+        _check(self.tune_warmup >= 0, f"--tune-warmup must be >= 0, got {self.tune_warmup}")
         return self
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from mmrec.alignment.heads import HeadSet
     from mmrec.alignment.init import InitSource
     from mmrec.alignment.train import FitResult
+    from mmrec.alignment.tune import TunedText
     from mmrec.store import Store
 
 BRIDGE_GRID = tuple(i / 10 for i in range(11))
@@ -56,6 +57,7 @@ class AlignReport:
     seconds: float
     device: str
     notes: list[str] = field(default_factory=list)
+    tuning: dict[str, Any] | None = None  # --tune: the encoder, layers, lr and steps
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -214,6 +216,7 @@ class Trained:
     heads: HeadSet
     fit: FitResult
     notes: tuple[str, ...]
+    tuned: TunedText | None = None  # --tune text: the encoder whose top layers trained
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,9 @@ def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
     arrays = StoreArrays.read(store, modalities)
     train_rows, val_rows = split_items(arrays.ids, config.val_split, config.seed)
     source = init.resolve(config, store, dim, log=note)
+    if source is not None and source.config.get("aligner", {}).get("tuning"):
+        note(f"the heads in {source.label} were fitted to a tuned text encoder; its tuned "
+             "layers are not carried over: text starts from the store's encoder")
     bridge = _bridge(store, config, modalities, notes)
     paired = sum(arrays.masks[m][train_rows].astype(int) for m in modalities) >= 2
     steps = resolve_steps(config, int(paired.sum()))  # what fit() will resolve too
@@ -268,6 +274,7 @@ def initial_heads(plan: Plan, log: Any) -> HeadSet:
 
 
 def train(plan: Plan, device: Any, progress: Progress) -> Trained:
+    from mmrec.alignment import tune
     from mmrec.alignment.train import TrainData, fit
 
     notes: list[str] = []
@@ -283,7 +290,13 @@ def train(plan: Plan, device: Any, progress: Progress) -> Trained:
     if plan.steps > 0 and len(data.paired(plan.train_rows)) < 2:
         raise ConfigError("nothing to train on: fewer than two training items have "
                           "two modalities", hint="use --steps 0 to apply the initial heads")
-    return Trained(heads, fit(heads, data, plan.config, device, progress), tuple(notes))
+    tuned = tune.prepare(plan.store, plan.config, plan.arrays, plan.head_modalities,
+                         plan.steps, device)
+    result = fit(heads, data, plan.config, device, progress, tuned)
+    if tuned is not None:  # every item's text vector as the kept (best) encoder makes it
+        rows = plan.arrays.masks["text"].nonzero()[0]
+        tuned.refresh(plan.arrays.matrices["text"], plan.arrays.norms["text"], rows)
+    return Trained(heads, result, tuple(notes), tuned)
 
 
 def projection(plan: Plan, trained: Trained) -> Projection:
@@ -340,6 +353,9 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
     metrics = retrieval_metrics(projected, val_rows)
     info = _info(plan, trained, chosen, metrics)
     contents = _contents(plan.store, ids, projected, fused[keep], val, plan.config, info)
+    if trained.tuned is not None:
+        contents.tuned[trained.tuned.modality] = {
+            k: v.to("cpu").contiguous() for k, v in trained.tuned.state().items()}
     write_aligner(out, plan.config, plan.store, trained.heads.to("cpu"), contents)
     return _report(plan, out, ids, val_rows, trained, chosen, metrics)
 
@@ -362,7 +378,20 @@ def _info(plan: Plan, trained: Trained, chosen: Projection,
                      "val_r10": None if math.isnan(fit.best_r10) else fit.best_r10,
                      "history": fit.history},
         "validation": metrics,
+        "tuning": _tuning(plan.config, trained),
     }
+
+
+def _tuning(config: AlignConfig, trained: Trained) -> dict[str, Any] | None:
+    if trained.tuned is None:
+        return None
+    from mmrec.alignment.tune import TUNE_MAX_TOKENS, weights_file
+
+    return {"modality": trained.tuned.modality, "encoder": trained.tuned.encoder.name,
+            "layers": config.tune_layers, "lr": config.tune_lr, "warmup": config.tune_warmup,
+            "steps": trained.fit.steps, "best_step": trained.fit.best_step,
+            "max_tokens": TUNE_MAX_TOKENS, "tensors": sorted(trained.tuned.params),
+            "file": weights_file(trained.tuned.modality)}
 
 
 def _report(plan: Plan, out: Path, ids: list[str], val_rows: np.ndarray, trained: Trained,
@@ -377,7 +406,7 @@ def _report(plan: Plan, out: Path, ids: list[str], val_rows: np.ndarray, trained
         temperature=trained.heads.temperature(),
         bridge_weight=projector.bridge_weight if projector.bridge is not None else None,
         bridge_weight_from=chosen.weight_from, retrieval=metrics, seconds=0.0, device="",
-        notes=[*plan.notes, *trained.notes],
+        notes=[*plan.notes, *trained.notes], tuning=_tuning(config, trained),
     )
 
 

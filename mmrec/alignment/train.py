@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from mmrec.alignment.heads import HeadSet
+    from mmrec.alignment.tune import TunedText
 
 
 @dataclass
@@ -99,8 +100,9 @@ def _batches(rows: np.ndarray, batch_size: int, seed: int):
 class _Best:
     """The best validation score so far and a copy of the weights that reached it."""
 
-    def __init__(self, heads: HeadSet, score: tuple[float, float]) -> None:
-        self.heads, self.score, self.step, self.bad = heads, score, 0, 0
+    def __init__(self, heads: HeadSet, score: tuple[float, float],
+                 tuned: TunedText | None = None) -> None:
+        self.heads, self.score, self.step, self.bad, self.tuned = heads, score, 0, 0, tuned
         self.state = self._copy()
 
     @property
@@ -108,7 +110,8 @@ class _Best:
         return self.score[0]
 
     def _copy(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in self.heads.net.state_dict().items()}
+        heads = {k: v.detach().clone() for k, v in self.heads.net.state_dict().items()}
+        return {"heads": heads, "tuned": self.tuned.state() if self.tuned else {}}
 
     def update(self, score: tuple[float, float], step: int) -> None:
         better = score[0] > self.score[0] + 1e-9 or (
@@ -119,23 +122,30 @@ class _Best:
             self.bad += 1
 
     def restore(self) -> None:
-        self.heads.net.load_state_dict(self.state)
+        self.heads.net.load_state_dict(self.state["heads"])
+        if self.tuned is not None:
+            self.tuned.restore(self.state["tuned"])
 
 
 def fit(heads: HeadSet, data: TrainData, config: AlignConfig, device: torch.device,
-        progress: Progress | None = None) -> FitResult:
-    """Train ``heads`` in place; on return they hold the best validation weights."""
+        progress: Progress | None = None, tuned: TunedText | None = None) -> FitResult:
+    """Train ``heads`` in place; on return they hold the best validation weights.
+
+    With ``tuned`` (``--tune text``) the text encoder's unfrozen layers train too: batch
+    text vectors come from it, and its best weights are kept along with the heads'.
+    """
     rows = data.paired(data.train)
     total = resolve_steps(config, len(rows))
     score = validation_score(heads, data)
     result = FitResult(best_r10=score[0], history=[_entry(0, None, score, heads)])
     if total == 0 or len(rows) < 2:
         return result
-    best = _Best(heads, score)
+    best = _Best(heads, score, tuned)
     validate = not math.isnan(score[0])  # a split with no pair cannot judge anything
     advance = (progress or NullProgress()).task("align", total)
     with _small_work_threads(device):
-        _Loop(heads, data, config, device, rows).run(total, best, result, advance, validate)
+        loop = _Loop(heads, data, config, device, rows, tuned, total)
+        loop.run(total, best, result, advance, validate)
     if validate:
         best.restore()
         result.best_step, result.best_r10 = best.step, best.r10
@@ -148,10 +158,12 @@ class _Loop:
     """Optimizer steps over shuffled batches, with a validation check every few steps."""
 
     def __init__(self, heads: HeadSet, data: TrainData, config: AlignConfig,
-                 device: torch.device, rows: np.ndarray) -> None:
+                 device: torch.device, rows: np.ndarray, tuned: TunedText | None = None,
+                 total: int = 1) -> None:
         self.heads, self.data, self.config, self.device = heads, data, config, device
         self.x, self.present = _tensors(data, device)
-        self.optimizer = _optimizer(heads, config)
+        self.tuned = tuned
+        self.optimizer, self.schedule = _optimizer(heads, config, tuned, total)
         self.batches = _batches(rows, min(config.batch_size, len(rows)), config.seed)
         # under torchrun: DDP over the heads, each rank embedding its shard of the batch
         # (a modality some items lack can have no pair in a batch: its head then idles)
@@ -162,9 +174,20 @@ class _Loop:
         mine = index[dist.shard(len(index))]
         present = {m: self.present[m][index] for m in self.present}
         with autocast(self.device, self.config.precision):  # forward only; backward follows
-            vectors = {m: dist.gather_rows(self.heads(m, self.x[m][mine]), len(index))
+            vectors = {m: dist.gather_rows(self.heads(m, self._inputs(m, mine)), len(index))
                        for m in self.x}
             return multimodal_info_nce(vectors, present, self.heads.scale())
+
+    def _inputs(self, modality: str, rows: torch.Tensor) -> torch.Tensor:
+        """The batch's encoder vectors: from the store, or re-encoded by the tuned encoder."""
+        if self.tuned is not None and modality == self.tuned.modality:
+            return self.tuned.vectors(rows)
+        return self.x[modality][rows]
+
+    def _validate(self) -> tuple[float, float]:
+        if self.tuned is not None:  # the held-out texts as the encoder now embeds them
+            self.tuned.refresh_quick(self.data.matrices[self.tuned.modality], self.data.val)
+        return validation_score(self.heads, self.data)
 
     def run(self, total: int, best: _Best, result: FitResult, advance: Any,
             validate: bool) -> None:
@@ -172,9 +195,10 @@ class _Loop:
         for step in range(1, total + 1):
             loss = _step(self.heads, self.optimizer, self.loss, self.present,
                          next(self.batches), self.device)
+            self.schedule.step()
             result.steps = step
             if validate and (step % self.config.eval_every == 0 or step == total):
-                score = dist.from_main(lambda: validation_score(self.heads, self.data))
+                score = dist.from_main(self._validate)
                 r10 = score[0]
                 best.update(score, step)
                 result.history.append(_entry(step, loss, score, self.heads))
@@ -208,14 +232,22 @@ def _entry(step: int, loss: float | None, score: tuple[float, float],
             "val_mrr": clean(score[1]), "temperature": clean(heads.temperature())}
 
 
-def _optimizer(heads: HeadSet, config: AlignConfig) -> Any:
-    """AdamW; the temperature is not decayed (decay would pull it towards 1)."""
+def _optimizer(heads: HeadSet, config: AlignConfig, tuned: TunedText | None = None,
+               total: int = 1) -> tuple[Any, Any]:
+    """AdamW and its schedule; the temperature is not decayed (decay would pull it
+    towards 1). Heads keep a constant lr; tuned encoder layers warm up, then decay."""
     import torch
 
     scale = heads.net.logit_scale
     weights = [p for p in heads.net.parameters() if p is not scale]
-    return torch.optim.AdamW([{"params": weights, "weight_decay": config.weight_decay},
-                              {"params": [scale], "weight_decay": 0.0}], lr=config.lr)
+    groups = [{"params": weights, "weight_decay": config.weight_decay},
+              {"params": [scale], "weight_decay": 0.0}]
+    factors = [lambda _: 1.0, lambda _: 1.0]
+    if tuned is not None:
+        groups.append(tuned.param_group())
+        factors.append(tuned.schedule(total))
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
 def _step(heads: HeadSet, optimizer: Any, batch_loss: Any, present: dict[str, Any],

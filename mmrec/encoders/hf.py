@@ -141,11 +141,15 @@ class HFTextEncoder(Encoder):
         super().load(device)
 
     def encode_batch(self, inputs: Sequence[str]) -> torch.Tensor:
+        return self.embed(inputs)
+
+    def embed(self, inputs: Sequence[str], max_length: int | None = None) -> torch.Tensor:
+        """Raw mean-pooled vectors, with gradients where the model has them (tuning)."""
         batch = self.tokenizer(
             list(inputs),
             padding=True,
             truncation=True,
-            max_length=self.max_length,
+            max_length=max_length or self.max_length,
             return_tensors="pt",
         ).to(self.device)
         hidden = self.model(**batch).last_hidden_state
