@@ -17,7 +17,8 @@ protocol with other random draws, so our BPR should land near it; it is run with
 ``--reference-seeds`` seeds (split and initialisation) to show the spread of one draw.
 
 Run: ``python bench/movielens.py [--splits temporal,random,cold-item] [--models ...]
-[--seeds 3]`` (minutes per seed on one CPU thread). Results also go to bench/results/movielens.json.
+[--seeds 3]`` (minutes per seed on one CPU thread). Results also go to
+bench/results/movielens.json (``--json``).
 """
 from __future__ import annotations
 
@@ -155,6 +156,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per model: seed, seed+1, ...")
     parser.add_argument("--data", type=Path, default=DEFAULT_DEST)
+    parser.add_argument("--json", type=Path, default=RESULTS / "movielens.json",
+                        help="where every run's numbers go (rewritten after each run)")
     parser.add_argument("--reference-seeds", type=int, default=3,
                         help="seeds of the random-split BPR runs compared with RecBole")
     parser.add_argument("--threads", type=int, default=1,
@@ -166,7 +169,7 @@ def main() -> None:
     store_dir = store(args.data, args.device)
     inter = args.data / "ml-100k.inter"
     rows = []
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
     for seed in range(args.seed, args.seed + args.seeds):
         for split in args.splits.split(","):
             for model in args.models.split(","):
@@ -176,7 +179,7 @@ def main() -> None:
                       f"of {rows[-1]['epochs']}, chosen {rows[-1]['chosen']})",
                       file=sys.stderr, flush=True)
                 # after every run, so a stopped bench keeps what it measured
-                (RESULTS / "movielens.json").write_text(json.dumps(rows, indent=2) + "\n")
+                args.json.write_text(json.dumps(rows, indent=2) + "\n")
     means = mean_rows(rows)
     print(table(means))
     for line in goals(means):
@@ -188,7 +191,7 @@ def main() -> None:
             reference.append(run("random", "bpr", store_dir, inter, args.device, seed))
     if len(reference) > 1:
         print(reference_check(reference))
-    (RESULTS / "movielens.json").write_text(json.dumps(rows + reference[len(ran):], indent=2) + "\n")
+    args.json.write_text(json.dumps(rows + reference[len(ran):], indent=2) + "\n")
 
 
 if __name__ == "__main__":
