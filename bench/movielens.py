@@ -18,7 +18,8 @@ protocol with other random draws, so our BPR should land near it; it is run with
 
 Run: ``python bench/movielens.py [--splits temporal,random,cold-item] [--models ...]
 [--seeds 3]`` (minutes per seed on one CPU thread). Results also go to
-bench/results/movielens.json (``--json``).
+bench/results/movielens.json (``--json``). Run one at a time: each run re-encodes the
+store under ``--data`` and republishes it, which pulls it from under a second run.
 """
 from __future__ import annotations
 
