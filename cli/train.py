@@ -26,7 +26,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write."),
     store: Path = typer.Option(None, help="Store whose modalities (concatenated) are the item content; with --aligner, where the aligner's store now lives."),
     aligner: Path = typer.Option(None, help="Aligner whose fused vectors are the item content."),
-    model: ModelKind = typer.Option(ModelKind.TWOTOWER, help="twotower, or a baseline: bpr, pop (needs no store), itemknn."),
+    model: ModelKind = typer.Option(ModelKind.TWOTOWER, help="twotower, or a baseline: bpr, itemknn (content), or on interactions alone (need no store): pop, ease, ials, itemcf."),
     split: SplitKind = typer.Option(SplitKind.TEMPORAL, help="temporal (per user by time), random, or cold-item."),
     epochs: int = typer.Option(None, min=1, help="Most epochs (early stopping on valid NDCG@20)."),
     batch_size: int = typer.Option(None, min=2, help="Training pairs per step."),
@@ -40,6 +40,11 @@ def train(
     id_dropout: float = typer.Option(TrainConfig.id_dropout, help="Chance an id vector is dropped in a step (twotower)."),
     recent: int = typer.Option(None, min=0, help="The user tower also averages the latest N items (twotower; default 10 for --split temporal, else 0)."),
     patience: int = typer.Option(None, min=1, help="Epochs without validation gain before stopping."),
+    reg: float = typer.Option(None, help="EASE lambda or iALS regularisation (default: chosen on validation)."),
+    alpha: float = typer.Option(None, min=0.0, help="iALS confidence 1+alpha of an interaction (default: chosen on validation)."),
+    factors: int = typer.Option(None, min=1, help="iALS factors (default: chosen on validation)."),
+    neighbours: int = typer.Option(None, min=1, help="itemcf: similar items kept per item (default: chosen on validation)."),
+    shrink: float = typer.Option(None, min=0.0, help="itemcf: cosine shrinkage (default: chosen on validation)."),
     min_rating: float = typer.Option(None, help="Keep only interactions rated at least this."),
     user_field: str = typer.Option(None, help="User id column (default: user, user_id, ...)."),
     item_field: str = typer.Option(None, help="Item id column (default: item, item_id, ...)."),
@@ -74,7 +79,8 @@ def train(
                          device=device.value, min_rating=min_rating, user_field=user_field,
                          item_field=item_field, rating_field=rating_field,
                          timestamp_field=timestamp_field, index=index, dp_epsilon=dp_epsilon,
-                         dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm)
+                         dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm, reg=reg, alpha=alpha,
+                         factors=factors, neighbours=neighbours, shrink=shrink)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
                      config=config, progress=progress, key=key)
@@ -103,6 +109,9 @@ def train(
         dp = report.privacy
         console.print(f"DP-SGD: epsilon {dp['epsilon']:.3f} spent at delta {dp['delta']:.2g} "
                       f"(per {dp['unit']}, noise {dp['noise_multiplier']}, {dp['steps']} steps)")
+    if report.tuning:
+        console.print("chosen on validation: " + ", ".join(f"{k} {v:g}" for k, v in
+                                                          report.tuning["chosen"].items()))
     if report.valid:
         console.print("validation: " + "  ".join(f"{k} {v:.4f}" for k, v in report.valid.items()
                                                  if "@" in k))

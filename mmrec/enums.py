@@ -65,6 +65,9 @@ class ModelKind(_Choice):
     BPR = "bpr"
     POP = "pop"
     ITEMKNN = "itemknn"
+    EASE = "ease"
+    IALS = "ials"
+    ITEMCF = "itemcf"
 
 
 class SplitKind(_Choice):

@@ -1,4 +1,5 @@
-"""Baselines in the same harness as the two-tower model: MostPop, content ItemKNN, BPR-MF."""
+"""Baselines in the same harness as the two-tower model: MostPop, content ItemKNN, BPR-MF,
+and the strong interaction baselines EASE, iALS and item-kNN (tuned on validation)."""
 from __future__ import annotations
 
 import math
@@ -6,9 +7,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmrec.progress import Progress
 from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
-from mmrec.recsys.scoring import BPRScorer, ItemKNNScorer, PopScorer
+from mmrec.recsys.scoring import (
+    BPRScorer,
+    EASEScorer,
+    IALSScorer,
+    ItemCFScorer,
+    ItemKNNScorer,
+    PopScorer,
+    Scorer,
+)
 from mmrec.recsys.splits import TRAIN
 from mmrec.vectors import unit_rows
 
@@ -25,6 +35,48 @@ def item_knn(data: Data, content: np.ndarray) -> ItemKNNScorer:
     """Each item scores its summed content cosine to the user's history (no training)."""
     return ItemKNNScorer(unit_rows(np.asarray(content, dtype=np.float32)),
                          data.train_counts().astype(np.float32))
+
+
+def ease(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict]:
+    """EASE, its lambda (``reg``) chosen on validation NDCG@20."""
+    from mmrec.recsys.itemitem import EASE_GRID, ease_weights, train_matrix
+    from mmrec.recsys.tuning import tune
+
+    x, counts = train_matrix(data), data.train_counts().astype(np.float32)
+    gram = x.T @ x
+
+    def fit(reg: float) -> Scorer:
+        return EASEScorer(np.ascontiguousarray(ease_weights(gram, reg).T), counts)
+
+    return tune(data, cfg, EASE_GRID, fit, progress)
+
+
+def item_cf(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict]:
+    """Interaction item-kNN, neighbours and shrinkage chosen on validation NDCG@20."""
+    from mmrec.recsys.itemitem import ITEMCF_GRID, cosine_weights, train_matrix
+    from mmrec.recsys.tuning import tune
+
+    x, counts = train_matrix(data), data.train_counts().astype(np.float32)
+    gram = x.T @ x
+
+    def fit(neighbours: int, shrink: float) -> Scorer:
+        return ItemCFScorer(np.ascontiguousarray(cosine_weights(gram, neighbours, shrink).T), counts)
+
+    return tune(data, cfg, ITEMCF_GRID, fit, progress)
+
+
+def ials(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict]:
+    """iALS, factors, regularisation and confidence chosen on validation NDCG@20."""
+    from mmrec.recsys.ials import IALS_GRID, fit_ials, interactions
+    from mmrec.recsys.tuning import tune
+
+    r, counts = interactions(data), data.train_counts().astype(np.float32)
+
+    def fit(factors: int, reg: float, alpha: float) -> Scorer:
+        users, items = fit_ials(r, factors, reg, alpha, cfg.seed)
+        return IALSScorer(items, counts, users, reg, alpha)
+
+    return tune(data, cfg, IALS_GRID, fit, progress)
 
 
 class BPRTrainer:

@@ -20,6 +20,11 @@ DEFAULTS = {
     ModelKind.ITEMKNN: {"epochs": 0, "batch_size": 0, "lr": 0.0, "patience": 0,
                         "weight_decay": 0.0},
 }
+# Closed-form models, their hyper-parameters chosen on validation (mmrec.recsys.tuning)
+for _kind in (ModelKind.EASE, ModelKind.IALS, ModelKind.ITEMCF):
+    DEFAULTS[_kind] = DEFAULTS[ModelKind.ITEMKNN]
+# Trained on interactions alone: a store only names the catalog's items
+INTERACTIONS_ONLY = (ModelKind.POP, ModelKind.EASE, ModelKind.IALS, ModelKind.ITEMCF)
 
 # Epochs alone make a poor budget on small data, where an epoch is one optimizer step
 # (the bundled demo: 154 training pairs, batch 1024): patience 5 stopped it at epoch 6
@@ -72,6 +77,13 @@ class TrainConfig:
     dp_epsilon: float | None = None
     dp_delta: float | None = None  # None: min(1e-5, 0.1 / users)
     dp_max_grad_norm: float = 1.0  # each user's gradient is clipped to this L2 norm
+    # ease, ials, itemcf: None = chosen on validation NDCG@20 from a grid (the chosen
+    # value is written back here, so a model's config.json holds what it was fitted with)
+    reg: float | None = None  # EASE lambda; iALS L2 regularisation
+    alpha: float | None = None  # iALS confidence of an observed pair: 1 + alpha
+    factors: int | None = None  # iALS
+    neighbours: int | None = None  # itemcf: most similar items kept per item
+    shrink: float | None = None  # itemcf: cosine shrinkage
 
     def resolved(self, train_pairs: int | None = None) -> TrainConfig:
         """A copy with every None default filled in, checked; given the number of
@@ -108,6 +120,12 @@ class TrainConfig:
             (self.recent >= 0, f"--recent must be >= 0, got {self.recent}"),
             (0 <= self.id_dropout < 1, f"--id-dropout must be in [0, 1), got {self.id_dropout}"),
             *self._dp_rules(),
+            (self.reg is None or self.reg > 0, f"--reg must be positive, got {self.reg}"),
+            (self.alpha is None or self.alpha >= 0, f"--alpha must be >= 0, got {self.alpha}"),
+            (self.factors is None or self.factors >= 1, f"--factors must be >= 1, got {self.factors}"),
+            (self.neighbours is None or self.neighbours >= 1,
+             f"--neighbours must be >= 1, got {self.neighbours}"),
+            (self.shrink is None or self.shrink >= 0, f"--shrink must be >= 0, got {self.shrink}"),
         ]
         for ok, message in rules:
             if not ok:

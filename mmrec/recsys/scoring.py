@@ -13,7 +13,12 @@ class per model behind the :class:`Scorer` protocol:
   mean of the history's item vectors (the best the model can do without retraining);
 - :class:`ItemKNNScorer`: the sum of the history's unit-norm content vectors, i.e.
   each item scores its summed cosine to the history;
-- :class:`PopScorer`: a constant, so items rank by their training popularity.
+- :class:`PopScorer`: a constant, so items rank by their training popularity;
+- :class:`EASEScorer` and :class:`ItemCFScorer`: an item-item weight matrix ``W``
+  (items x items); the user side is the history's 0/1 indicator, each item's vector is
+  its column of ``W``, so an item scores the sum of its weights from the history;
+- :class:`IALSScorer`: a known user's own factors; an unseen user's are solved from the
+  history (the same least squares a training sweep solves, exactly).
 
 ``twotower`` and ``itemknn`` also keep how an item's vector is made from its content,
 so ``--explain`` can measure each modality's share of a score by removing it.
@@ -212,6 +217,65 @@ class BPRScorer(_Base):
 
 
 @dataclass
+class _ItemItem(_Base):
+    """``items[i]`` is column ``i`` of the item-item weights: ``score(u, i) = sum_h W[h, i]``."""
+
+    def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
+        out = np.zeros((len(history), self.items.shape[0]), dtype=np.float32)
+        out[np.repeat(np.arange(len(history)), history.sizes()), history.indices] = 1.0
+        return out
+
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        return Parts(history=self.items[item][history])  # the score is exactly their sum
+
+
+@dataclass
+class EASEScorer(_ItemItem):
+    kind: ClassVar[ModelKind] = ModelKind.EASE
+
+
+@dataclass
+class ItemCFScorer(_ItemItem):
+    kind: ClassVar[ModelKind] = ModelKind.ITEMCF
+
+
+@dataclass
+class IALSScorer(_Base):
+    users: np.ndarray  # (users, factors)
+    reg: float = 0.1
+    alpha: float = 10.0
+
+    kind: ClassVar[ModelKind] = ModelKind.IALS
+
+    def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
+        users = np.asarray(users)
+        return np.stack([self.users[u] if u >= 0 else self.fold_in(history[n])
+                         for n, u in enumerate(users)]) if len(users) else self.users[:0]
+
+    def fold_in(self, history: np.ndarray) -> np.ndarray:
+        """The exact least-squares user vector of a history the model never trained on."""
+        if not len(history):
+            return np.zeros(self.items.shape[1], dtype=np.float32)
+        y, mine = self.items, self.items[np.unique(history)]
+        a = y.T @ y + self.alpha * mine.T @ mine + self.reg * np.eye(y.shape[1], dtype=np.float32)
+        return np.linalg.solve(a, (1 + self.alpha) * mine.sum(0)).astype(np.float32)
+
+    def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
+        return Parts(history=unit_rows(self.items[history]) @ unit_rows(self.items[item]),
+                     similar=True)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {**super().tensors(), "users": self.users}
+
+    def metadata(self) -> dict[str, str]:
+        return {"reg": repr(self.reg), "alpha": repr(self.alpha)}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray], meta: dict[str, str]) -> IALSScorer:
+        return cls(t["items"], t["counts"], t["users"], float(meta["reg"]), float(meta["alpha"]))
+
+
+@dataclass
 class Linear:
     """``x @ weight + bias``: a user-tower term over averaged history item vectors."""
 
@@ -290,7 +354,8 @@ class TwoTowerScorer(_Base):
 
 
 SCORERS: dict[ModelKind, type[Scorer]] = {
-    cls.kind: cls for cls in (TwoTowerScorer, BPRScorer, ItemKNNScorer, PopScorer)
+    cls.kind: cls for cls in (TwoTowerScorer, BPRScorer, ItemKNNScorer, PopScorer, EASEScorer,
+                              ItemCFScorer, IALSScorer)
 }
 
 

@@ -6,6 +6,7 @@ early stopping on the validation part's NDCG@20, and writes the model directory
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from mmrec.catalog import Interactions, read_interactions
 from mmrec.enums import ModelKind
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
-from mmrec.recsys.config import VALID_METRIC, TrainConfig
+from mmrec.recsys.config import INTERACTIONS_ONLY, VALID_METRIC, TrainConfig
 from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
 from mmrec.recsys.evaluate import rank_metrics, validation_metrics
 from mmrec.recsys.scoring import Scorer
@@ -44,6 +45,7 @@ class TrainReport:
     device: str = "-"
     curve: list[dict[str, float]] = field(default_factory=list)
     privacy: dict[str, Any] | None = None  # DP-SGD: the epsilon and delta actually spent
+    tuning: dict[str, Any] = field(default_factory=dict)  # chosen hyper-parameters and trials
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -52,17 +54,18 @@ class TrainReport:
 
 
 def _content(store: str | Path | None, aligner: str | Path | None, model: ModelKind) -> Content | None:
-    """The items' content; None for popularity without any (its items: those interacted with)."""
+    """The items' content; None for a model of interactions alone given none (its items:
+    those interacted with)."""
     from mmrec.store import Store
 
     if aligner is not None:  # --store, if also given, is where the aligner's store now lives
         return aligner_content(aligner, store)
     if store is not None:
         return store_content(Store.open(store))
-    if model is ModelKind.POP:
+    if model in INTERACTIONS_ONLY:
         return None
     raise ConfigError(f"--model {model.value} needs the items' content: --store STORE or --aligner ALIGNER",
-                      hint="only --model pop trains on interactions alone")
+                      hint=f"{', '.join(m.value for m in INTERACTIONS_ONLY)} train on interactions alone")
 
 
 def _data(item_ids: list[str], found: Interactions, cfg: TrainConfig) -> Data:
@@ -139,7 +142,20 @@ def _itemknn(data: Data, content: Content | None) -> Scorer:
     return item_knn(data, content.matrix)
 
 
+def _tuned(name: str) -> Any:
+    def fit(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict[str, Any]]:
+        from mmrec.recsys import baselines
+
+        scorer, tuning = getattr(baselines, name)(data, cfg, progress)
+        return scorer, {"tuning": tuning}
+
+    return fit
+
+
 CLOSED_FORM = {ModelKind.POP: _pop, ModelKind.ITEMKNN: _itemknn}  # no epochs, no device
+# closed form, hyper-parameters chosen on validation (mmrec.recsys.tuning)
+TUNED = {ModelKind.EASE: _tuned("ease"), ModelKind.IALS: _tuned("ials"),
+         ModelKind.ITEMCF: _tuned("item_cf")}
 TRAINERS = {ModelKind.BPR: _bpr, ModelKind.TWOTOWER: _twotower}  # epochs with early stopping
 
 
@@ -148,6 +164,8 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
     if cfg.model in CLOSED_FORM:
         return CLOSED_FORM[cfg.model](data, content), {}
+    if cfg.model in TUNED:
+        return TUNED[cfg.model](data, cfg, progress)
     from mmrec.runtime import seed_everything
 
     if cfg.model is ModelKind.BPR and dist.world().size > 1:
@@ -196,6 +214,7 @@ def train(
     data = _data(content.ids if content else list(dict.fromkeys(found.items)), found, cfg)
     cfg = asked.resolved(int((data.split.part == TRAIN).sum()))
     scorer, info = fit(data, content, cfg, progress)
+    cfg = dataclasses.replace(cfg, **info.get("tuning", {}).get("chosen", {}))  # recorded as fitted
     valid = rank_metrics(scorer, data, VALID, (10, 20)) if (data.split.part == VALID).any() else {}
     valid = {k: round(v, 5) for k, v in valid.items() if k.split("@")[0] in ("recall", "ndcg", "hit")}
     source = {"aligner": str(Path(aligner).resolve()) if aligner else None,
@@ -205,6 +224,7 @@ def train(
         users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
         epochs=info.get("epochs", 0), best_epoch=info.get("best_epoch", 0),
         device=info.get("device", "-"), curve=info.get("curve", []), privacy=info.get("privacy"),
+        tuning=info.get("tuning", {}),
     )
     report.seconds = time.perf_counter() - started
     extra = {"content": source, "interactions": str(Path(interactions).resolve()),
