@@ -146,7 +146,30 @@ def _media_files(manifest: dict[str, Any], known: set[str]) -> tuple[dict[str, d
     return files, ""
 
 
-class AlignerHandle:
+class _Resident:
+    """What both handles answer from their directory's items (``self._items``)."""
+
+    path: Path
+    _items: _Items
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def ids(self) -> list[str]:
+        return self._items.order
+
+    def has(self, item_id: str) -> bool:
+        return item_id in self._items.known
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        return self._items.describe(item_id)
+
+    def media(self, item_id: str, modality: str) -> Path:
+        return self._items.media(item_id, modality)
+
+
+class AlignerHandle(_Resident):
     """An aligner directory, resident: searches by text, image, audio or item ids."""
 
     kind = Kind.ALIGNER
@@ -174,10 +197,6 @@ class AlignerHandle:
             for modality in a.modalities:
                 self._encoder(modality, loaded=True)
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
     @cached_property
     def _device(self) -> Any:
         from mmrec.runtime import resolve_device
@@ -200,18 +219,6 @@ class AlignerHandle:
                 load_query_encoder(self.path, entry[0], modality, self._device)
                 entry[1] = True
             return entry[0]
-
-    def ids(self) -> list[str]:
-        return self._items.order
-
-    def has(self, item_id: str) -> bool:
-        return item_id in self._items.known
-
-    def item(self, item_id: str) -> dict[str, Any]:
-        return self._items.describe(item_id)
-
-    def media(self, item_id: str, modality: str) -> Path:
-        return self._items.media(item_id, modality)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind.value, "items": len(self.ids()),
@@ -286,7 +293,7 @@ class AlignerHandle:
         return describe_hit(self.aligner, target, vector, item_id, score, explain)
 
 
-class ModelHandle:
+class ModelHandle(_Resident):
     """A trained model directory, resident: recommends for users, histories or items."""
 
     kind = Kind.MODEL
@@ -306,24 +313,8 @@ class ModelHandle:
                     else _optional_json(self.path / STORE_MANIFEST))
         self._items = _Items(self.model.data.item_ids, self.model.metadata(), manifest)
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def ids(self) -> list[str]:
-        return self._items.order
-
-    def has(self, item_id: str) -> bool:
-        return item_id in self._items.known
-
     def users(self) -> list[str]:
         return self.model.data.user_ids
-
-    def item(self, item_id: str) -> dict[str, Any]:
-        return self._items.describe(item_id)
-
-    def media(self, item_id: str, modality: str) -> Path:
-        return self._items.media(item_id, modality)
 
     def info(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind.value, "items": len(self.ids()),
