@@ -50,3 +50,29 @@ def test_export_runs_the_item_tower_in_chunks(monkeypatch):
     monkeypatch.setattr(twotower, "EXPORT_CHUNK", 4_000)
     seen = _rows_per_step(10_000)
     assert max(seen) == 4_000 and seen[-3:] == [4_000, 4_000, 2_000]
+
+
+def test_steps_run_on_one_cpu_thread_and_repeat_exactly():
+    """Multi-threaded reductions made the same seeded demo training stop at epoch 89 or
+    136 from run to run: the step loop runs on one CPU thread (restored afterwards), and
+    two runs from the same seed end with identical weights."""
+    import torch
+
+    def run() -> tuple[list[int], np.ndarray]:
+        torch.manual_seed(0)
+        data = _data(1_000)
+        content = np.random.default_rng(1).standard_normal((1_000, 16)).astype(np.float32)
+        trainer = TwoTowerTrainer(data, content, TrainConfig(epochs=1, batch_size=64).resolved(),
+                                  torch.device("cpu"))
+        threads: list[int] = []
+        trainer.net.adapter.register_forward_hook(
+            lambda module, args, out: threads.append(torch.get_num_threads()))
+        trainer.epoch(np.random.default_rng(0))
+        return threads, trainer.export().items
+
+    before = torch.get_num_threads()
+    threads, first = run()
+    _, second = run()
+    assert threads and set(threads[: len(threads) // 2]) == {1}  # the steps; export may differ
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(first, second)

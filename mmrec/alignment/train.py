@@ -7,9 +7,7 @@ after ``patience`` checks without improvement.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +16,7 @@ from mmrec.alignment.config import AlignConfig
 from mmrec.alignment.losses import has_pairs, multimodal_info_nce
 from mmrec.alignment.retrieval import validation_score as score_pairs
 from mmrec.progress import NullProgress, Progress
-from mmrec.runtime import autocast
+from mmrec.runtime import autocast, one_cpu_thread
 
 if TYPE_CHECKING:
     import numpy as np
@@ -143,7 +141,7 @@ def fit(heads: HeadSet, data: TrainData, config: AlignConfig, device: torch.devi
     best = _Best(heads, score, tuned)
     validate = not math.isnan(score[0])  # a split with no pair cannot judge anything
     advance = (progress or NullProgress()).task("align", total)
-    with _small_work_threads(device):
+    with one_cpu_thread(device):
         loop = _Loop(heads, data, config, device, rows, tuned, total)
         loop.run(total, best, result, advance, validate)
     if validate:
@@ -206,22 +204,6 @@ class _Loop:
             if best.bad >= self.config.patience:
                 result.stopped_early = True
                 return
-
-
-@contextlib.contextmanager
-def _small_work_threads(device: torch.device) -> Iterator[None]:
-    """One CPU thread while training: head-sized matmuls gain nothing from more, and on
-    a busy machine OpenMP's spin-waits cost 20x (0.31 s a step with 2 threads against
-    0.014 s with 1, measured on 2 shared cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _entry(step: int, loss: float | None, score: tuple[float, float],
