@@ -93,6 +93,20 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def print_read(console: Console, read: dict[str, Any], unknown_where: str) -> None:
+    """What reading an interactions file skipped (``Interactions.summary()``): items
+    ``unknown_where`` says the content lacks, ratings below the minimum, duplicates,
+    and the first ten bad rows."""
+    if read["unknown_items"]:
+        console.print(f"skipped {read['unknown_items']} interactions on items {unknown_where} "
+                      f"(e.g. {', '.join(read['unknown_examples'])})")
+    for label in ("below_min_rating", "duplicates"):
+        if read[label]:
+            console.print(f"skipped {read[label]} {label.replace('_', ' ')}")
+    for problem in read["problems"][:10]:
+        console.print(f"  skipped row {problem['row']}: {problem['reason']}")
+
+
 def on_device(device: str | None) -> str:
     """" on cuda:0" for a summary line, or nothing when no device was used."""
     return f" on {device}" if device and device != "-" else ""

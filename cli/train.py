@@ -11,6 +11,7 @@ from mmrec.cli._common import (
     handle_errors,
     on_device,
     print_json,
+    print_read,
     stdout,
 )
 from mmrec.distributed import is_main
@@ -94,15 +95,7 @@ def train(
     console.print(f"{report.out}: {report.model} on {report.users} users x {report.items} items, "
                   f"{report.split} split (train {parts['train']}, valid {parts['valid']}, "
                   f"test {parts['test']}) in {report.seconds:.1f}s{on_device(report.device)}")
-    read = report.read
-    if read["unknown_items"]:
-        console.print(f"skipped {read['unknown_items']} interactions on items absent from the store "
-                      f"(e.g. {', '.join(read['unknown_examples'])})", markup=False)
-    for label in ("below_min_rating", "duplicates"):
-        if read[label]:
-            console.print(f"skipped {read[label]} {label.replace('_', ' ')}", markup=False)
-    for problem in read["problems"][:10]:
-        console.print(f"  skipped row {problem['row']}: {problem['reason']}", markup=False)
+    print_read(console, report.read, "absent from the store")
     if report.epochs:
         console.print(f"best epoch {report.best_epoch} of {report.epochs}")
     if report.privacy:

@@ -5,7 +5,14 @@ from pathlib import Path
 
 import typer
 
-from mmrec.cli._common import DEVICE_HELP, RichProgress, handle_errors, print_json, stdout
+from mmrec.cli._common import (
+    DEVICE_HELP,
+    RichProgress,
+    handle_errors,
+    print_json,
+    print_read,
+    stdout,
+)
 from mmrec.enums import DeviceChoice
 
 
@@ -34,14 +41,9 @@ def update(
     console.print(f"{report.out}: {report.model} updated with {report.interactions} new interactions "
                   f"({report.new_users} new users, {report.users_updated} users extended, "
                   f"{report.new_items} new items) in {report.seconds:.1f}s")
-    read = report.read
-    if read["unknown_items"]:
-        console.print(f"skipped {read['unknown_items']} interactions on items the model's content "
-                      f"does not have (e.g. {', '.join(read['unknown_examples'])})", markup=False)
+    print_read(console, report.read, "the model's content does not have")
     if report.items_without_vectors:
         console.print(f"{report.items_without_vectors} new items of the content left out: a "
                       f"{report.model} model cannot place them without retraining", markup=False)
     if report.already_seen:
         console.print(f"skipped {report.already_seen} interactions the model already held")
-    for problem in read["problems"][:10]:
-        console.print(f"  skipped row {problem['row']}: {problem['reason']}", markup=False)

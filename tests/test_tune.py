@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from transformers import BertConfig, BertModel, BertTokenizer
 from typer.testing import CliRunner
 
-from conftest import FAKE_ENCODERS, make_catalog, write_png
+from conftest import FAKE_ENCODERS, make_catalog, one_line_error, write_png
 from mmrec.cli.main import app
 
 runner = CliRunner()
@@ -171,11 +171,7 @@ def test_warmup_then_cosine():
 
 
 def _fails(*args) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[0].startswith("error: ") and "Traceback" not in result.output
-    return lines[0]
+    return one_line_error(runner.invoke(app, [str(a) for a in args]))
 
 
 def test_an_encoder_that_cannot_be_tuned_is_refused_in_one_line(tmp_path):

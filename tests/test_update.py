@@ -284,3 +284,13 @@ def test_update_without_the_store_takes_the_models_own_items(world, tmp_path):
     report = json.loads(ok(invoke("update", knn, "--interactions", new, "--json")).stdout)
     assert report["interactions"] == 1 and report["read"]["unknown_items"] == 1
     assert "i1" not in top(knn, "--user", "fresh", k=10)
+
+
+def test_update_reports_what_reading_skipped_like_train(world, tmp_path):
+    """The same read summary as `mmrec train`: unknown items, duplicates, bad rows."""
+    new = write(tmp_path / "new.csv", [("u1", "i2", 5, 90_000), ("u1", "i2", 5, 90_000),
+                                       ("u1", "nowhere", 5, 90_001), ("u1", "i3", "x", 90_002)])
+    out = ok(invoke("update", world.model, "--interactions", new, "--out", tmp_path / "m")).stdout
+    assert "skipped 1 interactions on items the model's content does not have (e.g. nowhere)" in out
+    assert "skipped 1 duplicates" in out
+    assert "skipped row 5:" in out
