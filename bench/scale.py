@@ -7,8 +7,9 @@ clusters, timestamps increasing) are encoded with the fast deterministic encoder
 
 Each stage runs in a fresh subprocess, so its peak RSS (its own ``ru_maxrss``, which
 includes the interpreter and imports, ~0.3-0.5 GB) is its own: ``encode``, ``noop`` (encode again, nothing changed), ``changed`` (1% of
-the titles edited), ``interactions`` (read the interactions file), ``read10m`` (a
-10M-row CSV, once, size-independent), ``train`` (twotower, 1 epoch), ``evaluate``,
+the titles edited), ``interactions`` (read the interactions file, then index it
+as train does: ``read_s`` and ``to_data_s``), ``read10m`` (the same on a 10M-row CSV,
+once, size-independent), ``train`` (twotower, 1 epoch), ``evaluate``,
 ``index`` (faiss, auto type) and ``recommend``. A stage that fails or passes
 ``--timeout`` is reported, not fatal.
 
@@ -80,11 +81,18 @@ def stage(name: str, work: Path) -> dict:
         return {"encoded": report.encoded["text"], "reused": report.reused["text"]}
     if name in ("interactions", "read10m"):
         from mmrec.catalog import read_interactions
+        from mmrec.recsys.data import index_interactions
         from mmrec.store import Store
 
         file = work / "interactions.csv" if name == "interactions" else work.parent / "big.csv"
-        found = read_interactions(file, Store.open(store).ids if name == "interactions" else None)
-        return {"kept": len(found), "unknown": found.unknown_items}
+        known = Store.open(store).ids if name == "interactions" else None
+        started = time.perf_counter()
+        found = read_interactions(file, known)
+        read_s = time.perf_counter() - started
+        started = time.perf_counter()  # then as train turns it into rows (Data)
+        index_interactions(found, known if known is not None else found.distinct_items())
+        return {"kept": len(found), "unknown": found.unknown_items, "read_s": round(read_s, 2),
+                "to_data_s": round(time.perf_counter() - started, 2)}
     if name == "train":
         from mmrec.recsys.config import TrainConfig
 

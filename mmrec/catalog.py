@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ from mmrec.enums import Modality
 from mmrec.errors import CatalogError, InputError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
 
     import numpy as np
     from PIL.Image import Image
@@ -311,19 +312,24 @@ INTERACTION_FIELDS = {
 
 @dataclass
 class Interactions:
-    """Positive user-item interactions, one entry per kept row, in file order.
+    """Positive user-item interactions, one entry per kept row, in file order, as columns.
 
-    ``timestamps`` holds seconds since the epoch (NaN where the file has none);
-    ``ratings`` NaN where absent. Each (user, item) pair appears once: a repeat keeps
-    its first (earliest) occurrence.
+    Row ``k`` is user ``user_ids[user_codes[k]]`` on item ``item_ids[item_codes[k]]``:
+    users are numbered by first appearance; items by their position in the reader's
+    ``known_items`` when it had them (so the codes are store rows), else by first
+    appearance. ``timestamps`` holds seconds since the epoch (NaN where the file has
+    none); ``ratings`` NaN where absent; ``line_numbers`` each row's line in the file.
+    Each (user, item) pair appears once: a repeat keeps its first (earliest) occurrence.
     """
 
     path: Path
-    users: list[str]
-    items: list[str]
+    user_ids: list[str]
+    user_codes: np.ndarray
+    item_ids: list[str]
+    item_codes: np.ndarray
     ratings: np.ndarray
     timestamps: np.ndarray
-    rows: list[int]
+    line_numbers: np.ndarray
     problems: list[Problem] = field(default_factory=list)
     unknown_items: int = 0  # rows skipped because their item is not in the store
     unknown_examples: list[str] = field(default_factory=list)
@@ -331,13 +337,52 @@ class Interactions:
     duplicates: int = 0
 
     def __len__(self) -> int:
-        return len(self.users)
+        return len(self.user_codes)
+
+    # One Python string per row: for small files and tests; large consumers use the codes.
+    @cached_property
+    def users(self) -> list[str]:
+        return [self.user_ids[c] for c in self.user_codes.tolist()]
+
+    @cached_property
+    def items(self) -> list[str]:
+        return [self.item_ids[c] for c in self.item_codes.tolist()]
+
+    @property
+    def rows(self) -> list[int]:
+        return self.line_numbers.tolist()
+
+    def item_rows(self, row_of: Callable[[str], int | None]) -> np.ndarray:
+        """Each row's item mapped by ``row_of`` (-1 where None), one call per distinct item."""
+        return _through(self.item_codes, self.item_ids, row_of)
+
+    def user_rows(self, row_of: Callable[[str], int | None]) -> np.ndarray:
+        """Each row's user mapped by ``row_of`` (-1 where None), one call per distinct user."""
+        return _through(self.user_codes, self.user_ids, row_of)
+
+    def distinct_items(self) -> list[str]:
+        """The items the rows are on, by first appearance."""
+        import numpy as np
+
+        _, first = np.unique(self.item_codes, return_index=True)
+        return [self.item_ids[c] for c in self.item_codes[np.sort(first)].tolist()]
 
     def summary(self) -> dict[str, Any]:
-        return {"kept": len(self), "users": len(set(self.users)), "items": len(set(self.items)),
+        import numpy as np
+
+        return {"kept": len(self), "users": len(self.user_ids),
+                "items": int(np.unique(self.item_codes).size),
                 "unknown_items": self.unknown_items, "unknown_examples": self.unknown_examples,
                 "below_min_rating": self.below_min_rating, "duplicates": self.duplicates,
                 "problems": [p.as_dict() for p in self.problems]}
+
+
+def _through(codes: np.ndarray, vocabulary: list[str], row_of: Callable[[str], int | None]) -> np.ndarray:
+    import numpy as np
+
+    rows = [row_of(v) for v in vocabulary]
+    table = np.array([-1 if r is None else r for r in rows], dtype=np.int64)
+    return table[codes] if len(codes) else np.zeros(0, dtype=np.int64)
 
 
 INTERACTION_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".inter")
@@ -423,9 +468,14 @@ def read_interactions(
         raise CatalogError(f"interactions file not found: {path}")
     fields = {"user": user_field, "item": item_field, "rating": rating_field,
               "timestamp": timestamp_field}
-    table = _arrow_table(path)
-    if table is not None:
-        return _table_interactions(path, table, known_items, min_rating, fields)
+    batches = _arrow_table(path)
+    if batches is not None:
+        from mmrec.arrow_csv import NeedsRowReader
+
+        try:
+            return _table_interactions(path, batches, known_items, min_rating, fields)
+        except NeedsRowReader:
+            pass
     return _row_interactions(path, known_items, min_rating, fields)
 
 
@@ -440,57 +490,117 @@ def _columns(path: Path, columns: set[str], fields: dict[str, str | None],
 
 
 def _arrow_table(path: Path) -> Any:
-    """The file as a pyarrow table of text columns, or None for the row-by-row reader."""
-    from mmrec.arrow_csv import read_table
+    """The file's blocks as pyarrow batches of text columns, or None for the row-by-row reader."""
+    from mmrec.arrow_csv import read_batches
 
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv"):
-        return read_table(path, "\t" if suffix == ".tsv" else ",")
+        return read_batches(path, "\t" if suffix == ".tsv" else ",")
     if suffix != ".inter":
         return None
     with open(path, encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline().rstrip("\r\n")
     header = [name.split(":", 1)[0] for name in first.split("\t")]
-    return read_table(path, "\t", header, quoting=False) if first else None
+    return read_batches(path, "\t", header, quoting=False) if first else None
 
 
-def _table_interactions(path: Path, table: Any, known_items: Collection[str] | None,
+@dataclass
+class _Columns:
+    """What the blocks of a file leave once their text is coded: one entry per line."""
+
+    users: list[np.ndarray] = field(default_factory=list)
+    items: list[np.ndarray] = field(default_factory=list)
+    ratings: list[np.ndarray] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    ok: list[np.ndarray] = field(default_factory=list)
+    lines: int = 0
+    blank: int = 0
+
+    def joined(self) -> tuple[np.ndarray, ...]:
+        """Each column in one array; the blocks' arrays are let go one column at a time."""
+        import numpy as np
+
+        out = []
+        for name in ("users", "items", "ratings", "times", "ok"):
+            out.append(np.concatenate(getattr(self, name)))
+            setattr(self, name, [])
+        return tuple(out)
+
+
+def _table_interactions(path: Path, batches: Any, known_items: Collection[str] | None,
                         min_rating: float | None, fields: dict[str, str | None]) -> Interactions:
-    """:func:`read_interactions` column-wise: the same checks, counts and messages, in
-    the same order (problems, then --min-rating, then unknown items, then repeats)."""
+    """:func:`read_interactions` column-wise, a block at a time: the same checks, counts
+    and messages, in the same order (problems, then --min-rating, then unknown items,
+    then repeats). Raises NeedsRowReader for a file the row reader must read."""
     import numpy as np
-    import pyarrow as pa
+
+    from mmrec import arrow_csv
+    from mmrec.arrow_csv import NeedsRowReader
+
+    users, items, cols = arrow_csv.Vocabulary(), arrow_csv.Vocabulary(), _Columns()
+    names, unusable, problems = None, None, []
+    for batch in batches:
+        if names is None and unusable is None:
+            try:
+                names = _columns(path, set(batch.schema.names), fields, min_rating)
+            except CatalogError as exc:  # raised below unless the row reader gets the file
+                unusable = exc
+        blank = arrow_csv.blank_lines(batch)
+        if names is not None:
+            _code_block(batch, blank, names, users, items, cols, problems)
+        cols.lines, cols.blank = cols.lines + batch.num_rows, cols.blank + int(blank.sum())
+    if cols.lines == cols.blank:  # empty, or blank lines only: the row reader's words
+        raise NeedsRowReader
+    if unusable is not None:
+        raise unusable
+    user, item, ratings, times, ok = cols.joined()
+    out = Interactions(path, [], np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros(0),
+                       np.zeros(0), np.zeros(0, np.int64), problems)
+    if min_rating is not None:
+        below = ok & ~(ratings >= min_rating)
+        out.below_min_rating, ok = int(below.sum()), ok & ~below
+    if known_items is not None:
+        out.item_ids = list(known_items)
+        seen, item = item, items.positions_in(out.item_ids)[item]  # one lookup: codes become rows
+        unknown = ok & (item < 0)
+        out.unknown_items, ok = int(unknown.sum()), ok & ~unknown
+        out.unknown_examples = items.names(seen[np.flatnonzero(unknown)[:5]])
+    candidates = np.flatnonzero(ok)
+    kept = candidates[arrow_csv.first_of_pairs(user[candidates], item[candidates])]
+    out.duplicates = len(candidates) - len(kept)
+    out.user_codes, first = arrow_csv.first_appearance(user[kept])
+    out.user_ids = users.names(first)
+    if known_items is None:
+        out.item_codes, first = arrow_csv.first_appearance(item[kept])
+        out.item_ids = items.names(first)
+    else:
+        out.item_codes = item[kept].astype(np.int64)
+    out.ratings, out.timestamps, out.line_numbers = ratings[kept], times[kept], kept + 2
+    _check_left(out)
+    return out
+
+
+def _code_block(batch: Any, blank: np.ndarray, names: dict[str, str | None],
+                users: Any, items: Any, cols: _Columns, problems: list[Problem]) -> None:
+    """One block's checks (its problems recorded with their line numbers) and its codes."""
+    import numpy as np
     import pyarrow.compute as pc
 
     from mmrec import arrow_csv
 
-    names = _columns(path, set(table.column_names), fields, min_rating)
-    n, blank = table.num_rows, arrow_csv.blank_lines(table)
-    user, item = arrow_csv.text(table, names["user"]), arrow_csv.text(table, names["item"])
+    n = batch.num_rows
+    user, item = arrow_csv.text(batch, names["user"]), arrow_csv.text(batch, names["item"])
     missing = ~blank & pc.or_(pc.equal(user, ""), pc.equal(item, "")).to_numpy(zero_copy_only=False)
-    ratings, bad_rating = arrow_csv.numbers(arrow_csv.text(table, names["rating"]), _parse_rating, n)
-    times, bad_time = arrow_csv.numbers(arrow_csv.text(table, names["timestamp"]), _parse_time, n)
-    out = Interactions(path, [], [], np.zeros(0), np.zeros(0), [])
+    ratings, bad_rating = arrow_csv.numbers(arrow_csv.text(batch, names["rating"]), _parse_rating, n)
+    times, bad_time = arrow_csv.numbers(arrow_csv.text(batch, names["timestamp"]), _parse_time, n)
     for r in np.flatnonzero(missing | (~blank & (bad_rating | bad_time))):  # the exact messages
-        record = {c: table.column(c)[int(r)].as_py() for c in table.column_names}
-        _interaction(int(r) + 2, record, names, out.problems)
-    ok = ~blank & ~missing & ~bad_rating & ~bad_time
-    if min_rating is not None:
-        below = ok & ~(ratings >= min_rating)
-        out.below_min_rating, ok = int(below.sum()), ok & ~below
-    known = set(known_items) if known_items is not None else None
-    if known is not None:
-        inside = pc.is_in(item, value_set=pa.array(list(known), pa.string()))
-        unknown = ok & ~inside.to_numpy(zero_copy_only=False)
-        out.unknown_items, ok = int(unknown.sum()), ok & ~unknown
-        out.unknown_examples = item.take(pa.array(np.flatnonzero(unknown)[:5])).to_pylist()
-    candidates = np.flatnonzero(ok)
-    kept = arrow_csv.first_of_pairs(user, item, candidates)
-    out.duplicates = len(candidates) - len(kept)
-    out.users, out.items = (c.take(pa.array(kept)).to_pylist() for c in (user, item))
-    out.ratings, out.timestamps, out.rows = ratings[kept], times[kept], (kept + 2).tolist()
-    _check_left(out, known)
-    return out
+        record = {c: batch.column(c)[int(r)].as_py() for c in batch.schema.names}
+        _interaction(cols.lines + int(r) + 2, record, names, problems)
+    cols.users.append(users.encode(user))
+    cols.items.append(items.encode(item))
+    cols.ratings.append(ratings)
+    cols.times.append(times)
+    cols.ok.append(~blank & ~missing & ~bad_rating & ~bad_time)
 
 
 def _row_interactions(path: Path, known_items: Collection[str] | None, min_rating: float | None,
@@ -503,9 +613,14 @@ def _row_interactions(path: Path, known_items: Collection[str] | None, min_ratin
         raise CatalogError(f"{path}: no interactions{first}")
     columns = {key for _, rec in rows for key in rec if key is not None}
     names = _columns(path, columns, fields, min_rating)
-    out = Interactions(path, [], [], np.zeros(0), np.zeros(0), [], problems)
-    ratings, times, seen = [], [], set()
-    known = set(known_items) if known_items is not None else None
+    vocabulary = list(known_items) if known_items is not None else None
+    row_of: dict[str, int] = {}
+    for r, item_id in enumerate(vocabulary or []):
+        row_of.setdefault(item_id, r)  # the first, as the column-wise reader's lookup
+    out = Interactions(path, [], np.zeros(0, np.int64), [], np.zeros(0, np.int64), np.zeros(0),
+                       np.zeros(0), np.zeros(0, np.int64), problems)
+    user_code: dict[str, int] = {}
+    users, items, lines, ratings, times, seen = [], [], [], [], [], set()
     for row, record in rows:
         parsed = _interaction(row, record, names, out.problems)
         if parsed is None:
@@ -514,7 +629,7 @@ def _row_interactions(path: Path, known_items: Collection[str] | None, min_ratin
         if min_rating is not None and not rating >= min_rating:
             out.below_min_rating += 1
             continue
-        if known is not None and item not in known:
+        if vocabulary is not None and item not in row_of:
             out.unknown_items += 1
             if len(out.unknown_examples) < 5:
                 out.unknown_examples.append(item)
@@ -523,15 +638,20 @@ def _row_interactions(path: Path, known_items: Collection[str] | None, min_ratin
             out.duplicates += 1
             continue
         seen.add((user, item))
-        out.users.append(user)
-        out.items.append(item)
-        out.rows.append(row)
+        if vocabulary is None:
+            row_of.setdefault(item, len(row_of))  # by first appearance
+        users.append(user_code.setdefault(user, len(user_code)))
+        items.append(row_of[item])
+        lines.append(row)
         ratings.append(rating)
         times.append(stamp)
+    out.user_ids, out.user_codes = list(user_code), np.asarray(users, dtype=np.int64)
+    out.item_ids = vocabulary if vocabulary is not None else list(row_of)
+    out.item_codes, out.line_numbers = np.asarray(items, dtype=np.int64), np.asarray(lines, dtype=np.int64)
     out.ratings = np.asarray(ratings, dtype=np.float64)
     out.timestamps = np.asarray(times, dtype=np.float64)
     out.problems.sort(key=lambda p: p.row)
-    _check_left(out, known)
+    _check_left(out)
     return out
 
 
@@ -560,7 +680,7 @@ def _interaction(row: int, record: dict[str, Any], names: dict[str, str | None],
     return str(user), str(item), values[0], values[1]
 
 
-def _check_left(out: Interactions, known: set[str] | None) -> None:
+def _check_left(out: Interactions) -> None:
     if len(out):
         return
     if out.unknown_items:

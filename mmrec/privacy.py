@@ -71,8 +71,8 @@ def fingerprint(key: bytes) -> str:
 
 def anonymize(found: Any, key: bytes) -> Any:
     """``found`` (mmrec.catalog.Interactions) with every user id replaced by its hash."""
-    hashed = {u: hash_id(key, u) for u in set(found.users)}  # one HMAC per user, not per row
-    return dataclasses.replace(found, users=[hashed[u] for u in found.users])
+    # one HMAC per distinct user, not per row: the rows keep their codes
+    return dataclasses.replace(found, user_ids=[hash_id(key, u) for u in found.user_ids])
 
 
 def privacy_record(key: bytes) -> dict[str, Any]:

@@ -120,14 +120,14 @@ def index_interactions(found: Interactions, item_ids: list[str]) -> tuple[list[s
     """``(user ids, user rows, item rows, times)``, sorted by user then time (file order
     breaks ties), so every history is in time order; users numbered by first appearance.
     """
-    row_of = {item: i for i, item in enumerate(item_ids)}
-    user_ids = list(dict.fromkeys(found.users))
-    user_row = {u: i for i, u in enumerate(user_ids)}
-    users = np.array([user_row[u] for u in found.users], dtype=np.int64)
-    try:
-        items = np.array([row_of[i] for i in found.items], dtype=np.int64)
-    except KeyError as exc:  # the reader filtered on the same ids: only a bug gets here
-        raise CatalogError(f"{found.path}: unknown item {exc.args[0]!r}") from None
+    if found.item_ids is item_ids or found.item_ids == item_ids:
+        items = found.item_codes  # read against these very ids: the codes are the rows
+    else:
+        row_of = {item: i for i, item in enumerate(item_ids)}
+        items = found.item_rows(row_of.get)
+    if (items < 0).any():  # the reader filtered on the same ids: only a bug gets here
+        bad = found.item_codes[int(np.argmax(items < 0))]
+        raise CatalogError(f"{found.path}: unknown item {found.item_ids[bad]!r}")
+    users = found.user_codes  # numbered by first appearance already
     order = np.lexsort((found.timestamps, users))
-    return user_ids, users[order], items[order], found.timestamps[order]
-
+    return list(found.user_ids), users[order], items[order], found.timestamps[order]

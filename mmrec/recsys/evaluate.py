@@ -158,9 +158,7 @@ def evaluate_file(model: Model, test: str | Path, ks: Sequence[int]) -> dict[str
     """Metrics on the interactions in ``test``, read as train reads its interactions."""
     found = _read_test(model, test)
     data = model.data
-    users = np.array([model.user_row(u) if model.user_row(u) is not None else -1
-                      for u in found.users], dtype=np.int64)
-    items = np.array([model.item_row(i) for i in found.items], dtype=np.int64)
+    users, items = found.user_rows(model.user_row), found.item_rows(model.item_row)
     known = users >= 0
     seen = data.history(TRAIN, VALID, TEST)  # everything the model holds, updates included
     n = data.n_items  # a pair as one key: user row * items + item row
@@ -175,7 +173,7 @@ def evaluate_file(model: Model, test: str | Path, ks: Sequence[int]) -> dict[str
     return {**summary(ranked, [set(relevant[i].tolist()) for i in range(len(rows))], data.n_items, ks),
             "users": len(rows), "candidates": data.n_items, "model": model.kind,
             "split": data.split.kind.value, "part": "file", "test": str(test),
-            "unknown_users": len(set(np.asarray(found.users, dtype=object)[~known].tolist())),
+            "unknown_users": int(np.unique(found.user_codes[~known]).size),
             "unknown_user_interactions": int((~known).sum()),
             "unknown_items": found.unknown_items, "already_seen": int((known & ~fresh).sum())}
 

@@ -151,11 +151,12 @@ def read_feedback(path: Path, item_ids: list[str], user: str, threshold: float
     from mmrec.catalog import read_interactions
 
     found = read_interactions(path, item_ids)
-    mine = [n for n, u in enumerate(found.users) if u == user]
-    mine.sort(key=lambda n: (np.nan_to_num(found.timestamps[n], nan=-np.inf), n))
+    code = found.user_ids.index(user) if user in found.user_ids else -1
+    mine = np.flatnonzero(found.user_codes == code)
+    mine = mine[np.argsort(np.nan_to_num(found.timestamps[mine], nan=-np.inf), kind="stable")]
     ratings = found.ratings[mine]
     rewards = np.where(np.isnan(ratings) | (ratings >= threshold), 1.0, 0.0)
-    return [found.items[n] for n in mine], rewards
+    return [found.item_ids[c] for c in found.item_codes[mine].tolist()], rewards
 
 
 def rerank(kind: ExploreKind, cfg: ExploreConfig, theta0: np.ndarray, candidates: np.ndarray,

@@ -149,8 +149,9 @@ def read_log(path: Path, model: Any, threshold: float, key: Path | None) -> Log:
         found = anonymize(found, secret)
     order = np.argsort(np.nan_to_num(found.timestamps, nan=-np.inf), kind="stable")
     rewards = np.where(np.isnan(found.ratings) | (found.ratings >= threshold), 1.0, 0.0)
-    return Log([found.users[n] for n in order],
-               np.array([model.item_row(found.items[n]) for n in order], dtype=np.int64), rewards[order])
+    users = found.user_ids
+    return Log([users[c] for c in found.user_codes[order].tolist()],
+               found.item_rows(model.item_row)[order], rewards[order])
 
 
 def _prior(model: Any) -> Any:

@@ -211,7 +211,7 @@ def train(
         found = anonymize(found, secret)
     if found.unknown_items:
         progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
-    data = _data(content.ids if content else list(dict.fromkeys(found.items)), found, cfg)
+    data = _data(content.ids if content else found.distinct_items(), found, cfg)
     cfg = asked.resolved(int((data.split.part == TRAIN).sum()))
     scorer, info = fit(data, content, cfg, progress)
     cfg = dataclasses.replace(cfg, **info.get("tuning", {}).get("chosen", {}))  # recorded as fitted

@@ -224,13 +224,12 @@ def _extend(model: Model, found: Interactions, added: list[str]) -> tuple[Data, 
     """The model's interactions plus the new ones (as training), in user then time order."""
     old, taken = model.data, set(added)
     # pop without a store takes any new item; the others only the content's (``added``)
-    item_ids = [*old.item_ids, *added, *(i for i in dict.fromkeys(found.items)
+    item_ids = [*old.item_ids, *added, *(i for i in found.distinct_items()
                                         if model.item_row(i) is None and i not in taken)]
     item_row = {i: r for r, i in enumerate(item_ids)}
-    user_ids = [*old.user_ids, *(u for u in dict.fromkeys(found.users) if model.user_row(u) is None)]
+    user_ids = [*old.user_ids, *(u for u in found.user_ids if model.user_row(u) is None)]
     user_row = {u: r for r, u in enumerate(user_ids)}
-    users = np.array([user_row[u] for u in found.users], dtype=np.int64)
-    items = np.array([item_row[i] for i in found.items], dtype=np.int64)
+    users, items = found.user_rows(user_row.get), found.item_rows(item_row.get)
     n = len(item_ids)  # a pair as one key: user row * items + item row
     fresh = ~np.isin(users * n + items, old.users * n + old.items)
     users, items, times = users[fresh], items[fresh], found.timestamps[fresh]
