@@ -74,8 +74,9 @@ def anchor(model: Model, query: Query, key: str | Path | None = None) -> tuple[i
 
 def query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> np.ndarray:
     scorer = model.scorer
-    if query.items:  # item to item: the items' own mean vector
-        return scorer.items[history].mean(axis=0, keepdims=True)
+    if query.items:  # item to item: the items' own mean vector, or the model's own query
+        similar = getattr(scorer, "item_query", None)
+        return similar(history) if similar else scorer.items[history].mean(axis=0, keepdims=True)
     return scorer.user_vectors(np.array([user]), History.of([history]))
 
 
