@@ -348,7 +348,7 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 # The item-item term's weight, in units of the towers' score spread over EASE's (see
 # item_item); 0 first: the towers alone unless validation says otherwise.
-ITEM_ITEM_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+ITEM_ITEM_GRID = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
 SPREAD_USERS = 1000  # training users whose scores set the spread ratio (seeded sample)
 
 
