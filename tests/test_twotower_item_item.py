@@ -199,3 +199,22 @@ def test_train_recommend_update_keep_the_term(tmp_path):
     tuned = load_model(tmp_path / "m3").scorer
     assert tuned.item_item_weight == 0.5
     np.testing.assert_array_equal(tuned.item_item_weights(), s.item_item_weights())
+
+
+def test_a_bandit_sees_the_term_as_one_dimension():
+    """theta0 . context is the model's score, in d + 1 dimensions (not d + items), so a
+    greedy bandit without feedback keeps the model's order, and replay's per-user
+    posteriors stay small."""
+    from mmrec.enums import ExploreKind
+    from mmrec.recsys.explore import ExploreConfig, rerank
+    from mmrec.recsys.scoring import bandit_context
+
+    data = planted()
+    s = random_towers(data.n_items, data.n_users).with_item_item(ease_of(data), 2.0)
+    query = s.user_vectors(np.array([3]), data.history(TRAIN).take(np.array([3])))[0]
+    rows = np.arange(N_ITEMS)
+    theta, contexts = bandit_context(s, query, rows)
+    assert theta.shape == (DIM + 1,) and contexts.shape == (N_ITEMS, DIM + 1)
+    np.testing.assert_allclose(contexts @ theta, s.items @ query, atol=1e-5)
+    order = rerank(ExploreKind.GREEDY, ExploreConfig(), theta, contexts, contexts[:0], np.zeros(0), 0)
+    np.testing.assert_array_equal(order, np.argsort(-(s.items @ query), kind="stable"))

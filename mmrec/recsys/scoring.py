@@ -388,6 +388,15 @@ class TwoTowerScorer(_Base):
         columns[inside] = self.items[np.asarray(rows)[inside], self.dim :]
         return np.hstack([out, columns])
 
+    def bandit_context(self, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """See :func:`bandit_context`: the item-item term as one more dimension, the
+        user's item-item score of each row, with prior weight 1."""
+        if not self.item_item_items:
+            return query, self.items[rows]
+        d = self.dim
+        scores = self.items[rows, d:] @ query[d:]
+        return np.append(query[:d], 1.0), np.hstack([self.items[rows, :d], scores[:, None]])
+
     def cold_vectors(self, content: np.ndarray) -> np.ndarray | None:
         """Vectors of items the model never trained on, from their content: zero id
         vectors and no item-item column (exactly how it scores a cold item)."""
@@ -434,6 +443,17 @@ class TwoTowerScorer(_Base):
         tower = cls(t["items"], t["counts"], t["users"], Linear(t["history.weight"], t["history.bias"]),
                     t["item_id"], adapter, int(meta.get("recent", "0")), recent)
         return tower.with_item_item(t.get("item_item"), float(meta.get("item_item_weight", "0")))
+
+
+def bandit_context(scorer: Scorer, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A linear bandit's prior mean and the contexts of item ``rows`` for the user whose
+    model query is ``query``, such that ``mean . context`` is the model's score (see
+    mmrec.recsys.explore). Mostly the query and the item vectors; a scorer whose vectors
+    are items wide (a two-tower's item-item term) folds that part into one dimension, so a
+    posterior stays ``d + 1`` wide rather than ``(d + items)^2`` floats per user."""
+    rows = np.asarray(rows, dtype=np.int64)
+    own = getattr(scorer, "bandit_context", None)
+    return own(query, rows) if own else (query, scorer.items[rows])
 
 
 SCORERS: dict[ModelKind, type[Scorer]] = {
