@@ -41,7 +41,7 @@ def train(
     id_dropout: float = typer.Option(TrainConfig.id_dropout, help="Chance an id vector is dropped in a step (twotower)."),
     recent: int = typer.Option(None, min=0, help="The user tower also averages the latest N items (twotower; default 10 for --split temporal, else 0)."),
     patience: int = typer.Option(None, min=1, help="Epochs without validation gain before stopping."),
-    item_item: bool = typer.Option(None, "--item-item/--no-item-item", help=f"twotower: add an EASE item-item term to the score (default: on up to {ITEM_ITEM_MAX:,} items, off with --dp-epsilon); its lambda is --reg."),
+    item_item: bool = typer.Option(None, "--item-item/--no-item-item", help=f"twotower: add an EASE item-item term to the score (default: on up to {ITEM_ITEM_MAX:,} items, off with --dp-epsilon; --item-item: up to 30,000); its lambda is --reg."),
     item_item_weight: float = typer.Option(None, min=0.0, help="twotower: the item-item term's weight (default: chosen on validation; 0: the towers alone)."),
     reg: float = typer.Option(None, help="EASE lambda (also the twotower's item-item term's) or iALS regularisation (default: chosen on validation)."),
     alpha: float = typer.Option(None, min=0.0, help="iALS confidence 1+alpha of an interaction (default: chosen on validation)."),

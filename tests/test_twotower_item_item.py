@@ -14,7 +14,7 @@ from mmrec.cli.main import app
 from mmrec.enums import SplitKind
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress
-from mmrec.recsys import twotower
+from mmrec.recsys import itemitem, twotower
 from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
 from mmrec.recsys.evaluate import rank_metrics
@@ -112,6 +112,13 @@ def test_items_added_later_have_no_column_and_add_nothing_as_history():
     assert with_new[0, DIM + 1] == 1.0 and with_new[0, DIM + 5] == 1.0
 
 
+def test_the_gram_matrix_is_summed_over_blocks_of_users(monkeypatch):
+    data = planted()
+    x = train_matrix(data)
+    monkeypatch.setattr(itemitem, "GRAM_CELLS", 7 * N_ITEMS)  # blocks of 7 users
+    np.testing.assert_array_equal(itemitem.train_gram(data), x.T @ x)
+
+
 def test_chosen_on_validation_only_and_the_towers_alone_among_the_candidates():
     data = planted()
     towers = random_towers(data.n_items, data.n_users)
@@ -136,8 +143,11 @@ def test_off_and_bounded(monkeypatch):
     assert twotower.item_item(towers, data, TrainConfig(item_item=False).resolved(), None) == (towers, {})
     monkeypatch.setattr(twotower, "ITEM_ITEM_MAX", N_ITEMS - 1)
     assert twotower.item_item(towers, data, cfg, None) == (towers, {})  # above the bound: off
-    with pytest.raises(ConfigError, match="refused above"):
-        twotower.item_item(towers, data, TrainConfig(item_item=True).resolved(), None)
+    asked = TrainConfig(split=SplitKind.RANDOM, item_item=True, item_item_weight=1.0).resolved()
+    assert twotower.item_item(towers, data, asked, None)[0].item_item_items == N_ITEMS
+    monkeypatch.setattr(itemitem, "MAX_ITEMS", N_ITEMS - 1)  # EASE's own bound still holds
+    with pytest.raises(ConfigError, match="are refused"):
+        twotower.item_item(towers, data, asked, None)
     with pytest.raises(ConfigError, match="not with --dp-epsilon"):
         TrainConfig(item_item=True, dp_epsilon=1.0).resolved()
     dp = TrainConfig(dp_epsilon=1.0).resolved()

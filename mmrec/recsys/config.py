@@ -38,9 +38,10 @@ MIN_STEPS = 300
 PATIENCE_STEPS = 100
 RECENT = 10
 # The two-tower's item-item term (mmrec.recsys.twotower) is on by default up to this many
-# items: W then adds at most 10k x 10k floats (400 MB) to the item vectors; above it the
-# towers alone score, as a step or a recommendation must not cost items^2.
-ITEM_ITEM_MAX = 10_000
+# items (ml-1m has 3,706): W then adds at most 5k x 5k floats (100 MB) to the item
+# vectors and its fit is 7 inversions of a 5k matrix; above it the towers alone score,
+# as a step or a recommendation must not cost items^2 (--item-item: up to EASE's 30k).
+ITEM_ITEM_MAX = 5_000
 DP_BATCH_USERS = 256  # DP-SGD samples users, not pairs: a batch of about this many users
 VALID_METRIC = "ndcg@20"  # early stopping and model selection, on the validation part
 

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmrec import distributed as dist
-from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
 from mmrec.recsys.config import ITEM_ITEM_MAX, TrainConfig
 from mmrec.recsys.data import Data
@@ -365,17 +364,15 @@ def item_item(scorer: TwoTowerScorer, data: Data, cfg: TrainConfig,
     says about warm ones. A cold item's column is zero, so cold-item rankings are the
     towers'. Returns the scorer and ``{"chosen", "trials"}`` for the report, or the
     towers alone and ``{}`` where the term is off: ``cfg.item_item`` False, DP-SGD
-    (None then means off), or more than ITEM_ITEM_MAX items (refused if asked for).
+    (None then means off), or by default above ITEM_ITEM_MAX items (``cfg.item_item``
+    True: up to EASE's own itemitem.MAX_ITEMS, refused above).
     """
     from mmrec.recsys.baselines import ease
     from mmrec.recsys.tuning import tune
 
     if cfg.item_item is False or cfg.dp_epsilon is not None:
         return scorer, {}
-    if data.n_items > ITEM_ITEM_MAX:
-        if cfg.item_item:
-            raise ConfigError(f"--item-item holds a {data.n_items} x {data.n_items} matrix; it is "
-                              f"refused above {ITEM_ITEM_MAX} items", hint="drop --item-item")
+    if data.n_items > ITEM_ITEM_MAX and not cfg.item_item:  # asked for: up to EASE's own bound
         (progress or NullProgress()).log(f"{data.n_items} items: above {ITEM_ITEM_MAX}, the "
                                          "towers score alone (no item-item term)")
         return scorer, {}
