@@ -17,7 +17,7 @@ from mmrec.cli._common import (
 from mmrec.distributed import is_main
 from mmrec.enums import DeviceChoice, IndexType, ModelKind, SplitKind
 from mmrec.index import INDEX_HELP
-from mmrec.recsys.config import TrainConfig
+from mmrec.recsys.config import ITEM_ITEM_MAX, TrainConfig
 
 
 @handle_errors
@@ -41,7 +41,9 @@ def train(
     id_dropout: float = typer.Option(TrainConfig.id_dropout, help="Chance an id vector is dropped in a step (twotower)."),
     recent: int = typer.Option(None, min=0, help="The user tower also averages the latest N items (twotower; default 10 for --split temporal, else 0)."),
     patience: int = typer.Option(None, min=1, help="Epochs without validation gain before stopping."),
-    reg: float = typer.Option(None, help="EASE lambda or iALS regularisation (default: chosen on validation)."),
+    item_item: bool = typer.Option(None, "--item-item/--no-item-item", help=f"twotower: add an EASE item-item term to the score (default: on up to {ITEM_ITEM_MAX:,} items, off with --dp-epsilon; --item-item: up to 30,000); its lambda is --reg."),
+    item_item_weight: float = typer.Option(None, min=0.0, help="twotower: the item-item term's weight (default: chosen on validation; 0: the towers alone)."),
+    reg: float = typer.Option(None, help="EASE lambda (also the twotower's item-item term's) or iALS regularisation (default: chosen on validation)."),
     alpha: float = typer.Option(None, min=0.0, help="iALS confidence 1+alpha of an interaction (default: chosen on validation)."),
     factors: int = typer.Option(None, min=1, help="iALS factors (default: chosen on validation)."),
     neighbours: int = typer.Option(None, min=1, help="itemcf: similar items kept per item (default: chosen on validation)."),
@@ -81,7 +83,8 @@ def train(
                          item_field=item_field, rating_field=rating_field,
                          timestamp_field=timestamp_field, index=index, dp_epsilon=dp_epsilon,
                          dp_delta=dp_delta, dp_max_grad_norm=dp_max_grad_norm, reg=reg, alpha=alpha,
-                         factors=factors, neighbours=neighbours, shrink=shrink)
+                         factors=factors, neighbours=neighbours, shrink=shrink,
+                         item_item=item_item, item_item_weight=item_item_weight)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
                      config=config, progress=progress, key=key)
@@ -102,7 +105,7 @@ def train(
         dp = report.privacy
         console.print(f"DP-SGD: epsilon {dp['epsilon']:.3f} spent at delta {dp['delta']:.2g} "
                       f"(per {dp['unit']}, noise {dp['noise_multiplier']}, {dp['steps']} steps)")
-    if report.tuning:
+    if report.tuning.get("chosen"):
         console.print("chosen on validation: " + ", ".join(f"{k} {v:g}" for k, v in
                                                           report.tuning["chosen"].items()))
     if report.valid:

@@ -376,11 +376,12 @@ def test_explained_parts_add_up_to_the_score(models):
     assert isinstance(s, TwoTowerScorer)
     history = model.data.items[model.data.users == 3]
     query = s.user_vectors(np.array([3]), History.of([history]))[0]
-    raw = (s.users[3] + s.history(s.items[history].mean(0))
-           + s.recent_term(s.items[history[-s.recent:]].mean(0)))
+    tower = s.tower_items
+    raw = (s.users[3] + s.history(tower[history].mean(0))
+           + s.recent_term(tower[history[-s.recent:]].mean(0)))
     for item in (0, 7, 21):
         parts = s.explain(3, history, item)
-        bias = (s.history.bias + s.recent_term.bias) @ s.items[item] / np.linalg.norm(raw)
+        bias = (s.history.bias + s.recent_term.bias) @ tower[item] / np.linalg.norm(raw)
         total = parts.user + parts.history.sum() + bias
         assert total == pytest.approx(float(query @ s.items[item]), abs=1e-5)
 

@@ -39,11 +39,10 @@ def item_knn(data: Data, content: np.ndarray) -> ItemKNNScorer:
 
 def ease(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict]:
     """EASE, its lambda (``reg``) chosen on validation NDCG@20."""
-    from mmrec.recsys.itemitem import EASE_GRID, ease_weights, train_matrix
+    from mmrec.recsys.itemitem import EASE_GRID, ease_weights, train_gram
     from mmrec.recsys.tuning import tune
 
-    x, counts = train_matrix(data), data.train_counts().astype(np.float32)
-    gram = x.T @ x
+    gram, counts = train_gram(data), data.train_counts().astype(np.float32)
 
     def fit(reg: float) -> Scorer:
         return EASEScorer(np.ascontiguousarray(ease_weights(gram, reg).T), counts)
@@ -53,11 +52,10 @@ def ease(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict
 
 def item_cf(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict]:
     """Interaction item-kNN, neighbours and shrinkage chosen on validation NDCG@20."""
-    from mmrec.recsys.itemitem import ITEMCF_GRID, cosine_weights, train_matrix
+    from mmrec.recsys.itemitem import ITEMCF_GRID, cosine_weights, train_gram
     from mmrec.recsys.tuning import tune
 
-    x, counts = train_matrix(data), data.train_counts().astype(np.float32)
-    gram = x.T @ x
+    gram, counts = train_gram(data), data.train_counts().astype(np.float32)
 
     def fit(neighbours: int, shrink: float) -> Scorer:
         return ItemCFScorer(np.ascontiguousarray(cosine_weights(gram, neighbours, shrink).T), counts)

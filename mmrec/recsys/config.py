@@ -37,6 +37,11 @@ INTERACTIONS_ONLY = (ModelKind.POP, ModelKind.EASE, ModelKind.IALS, ModelKind.IT
 MIN_STEPS = 300
 PATIENCE_STEPS = 100
 RECENT = 10
+# The two-tower's item-item term (mmrec.recsys.twotower) is on by default up to this many
+# items (ml-1m has 3,706): W then adds at most 5k x 5k floats (100 MB) to the item
+# vectors and its fit is 7 inversions of a 5k matrix; above it the towers alone score,
+# as a step or a recommendation must not cost items^2 (--item-item: up to EASE's 30k).
+ITEM_ITEM_MAX = 5_000
 DP_BATCH_USERS = 256  # DP-SGD samples users, not pairs: a batch of about this many users
 VALID_METRIC = "ndcg@20"  # early stopping and model selection, on the validation part
 
@@ -84,6 +89,11 @@ class TrainConfig:
     factors: int | None = None  # iALS
     neighbours: int | None = None  # itemcf: most similar items kept per item
     shrink: float | None = None  # itemcf: cosine shrinkage
+    # twotower: add an EASE item-item term to the score (mmrec.recsys.twotower.item_item):
+    # None = on up to ITEM_ITEM_MAX items and off with --dp-epsilon; its lambda
+    # is ``reg`` and its weight ``item_item_weight``, each None = chosen on validation
+    item_item: bool | None = None
+    item_item_weight: float | None = None
 
     def resolved(self, train_pairs: int | None = None) -> TrainConfig:
         """A copy with every None default filled in, checked; given the number of
@@ -126,6 +136,8 @@ class TrainConfig:
             (self.neighbours is None or self.neighbours >= 1,
              f"--neighbours must be >= 1, got {self.neighbours}"),
             (self.shrink is None or self.shrink >= 0, f"--shrink must be >= 0, got {self.shrink}"),
+            (self.item_item_weight is None or self.item_item_weight >= 0,
+             f"--item-item-weight must be >= 0, got {self.item_item_weight}"),
         ]
         for ok, message in rules:
             if not ok:
@@ -140,4 +152,6 @@ class TrainConfig:
             (self.dp_delta is None or 0 < self.dp_delta < 1, "--dp-delta must be in (0, 1)"),
             (self.dp_max_grad_norm > 0, "--dp-max-grad-norm must be positive"),
             (self.hard_negatives == 0, "--hard-negatives mines every user's ranking: not with --dp-epsilon"),
+            (not self.item_item, "--item-item fits EASE on the raw interactions, which DP-SGD "
+                                 "would not cover: not with --dp-epsilon"),
         ]

@@ -50,7 +50,8 @@ def fine_tune(config: dict[str, Any], scorer: TwoTowerScorer, data: Data, conten
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainer.net.parameters(), 5.0)
         optimizer.step()
-    return trainer.export()
+    # the towers moved; the item-item term is the model's own, as update keeps it
+    return trainer.export().with_item_item(scorer.item_item_weights(), scorer.item_item_weight)
 
 
 def _load(net: Any, scorer: TwoTowerScorer) -> None:

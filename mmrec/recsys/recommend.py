@@ -20,7 +20,7 @@ from mmrec.errors import ConfigError, UnknownIdError
 from mmrec.query import Query, pop_title
 from mmrec.recsys.data import Content, model_content
 from mmrec.recsys.model import Model
-from mmrec.recsys.scoring import History, Parts
+from mmrec.recsys.scoring import History, Parts, bandit_context
 from mmrec.store import Store
 
 TOP_REASONS = 3  # history items named per explained hit
@@ -74,8 +74,9 @@ def anchor(model: Model, query: Query, key: str | Path | None = None) -> tuple[i
 
 def query_vector(model: Model, query: Query, user: int, history: np.ndarray) -> np.ndarray:
     scorer = model.scorer
-    if query.items:  # item to item: the items' own mean vector
-        return scorer.items[history].mean(axis=0, keepdims=True)
+    if query.items:  # item to item: the items' own mean vector, or the model's own query
+        similar = getattr(scorer, "item_query", None)
+        return similar(history) if similar else scorer.items[history].mean(axis=0, keepdims=True)
     return scorer.user_vectors(np.array([user]), History.of([history]))
 
 
@@ -94,10 +95,9 @@ def explore_candidates(model: Model, index: Any, query: Query, theta0: np.ndarra
         Path(query.feedback), model.data.item_ids, query.user, query.threshold)
     exclude = seen + shown if query.exclude_seen else seen
     found = index.search(theta0[None, :], max(query.k, cfg.candidates), exclude=[exclude])[0]
-    items = model.scorer.items
-    candidates = items[[model.item_row(i) for i, _ in found]]
-    feedback = items[[model.item_row(i) for i in shown]].reshape(len(shown), items.shape[1])
-    order = rerank(kind, cfg, theta0, candidates, feedback, rewards, query.seed)
+    theta, candidates = bandit_context(model.scorer, theta0, [model.item_row(i) for i, _ in found])
+    _, feedback = bandit_context(model.scorer, theta0, [model.item_row(i) for i in shown])
+    order = rerank(kind, cfg, theta, candidates, feedback, rewards, query.seed)
     return [found[n] for n in order[: query.k]]
 
 

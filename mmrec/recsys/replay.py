@@ -21,6 +21,7 @@ saw), and popularity (training counts plus the matched rewards so far).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,10 @@ class BanditChooser:
     policy: Explorer
     lam: float
     posts: dict[str, Posterior] = field(default_factory=dict)
+    context: Any = None  # (user id, item rows) -> their contexts; None: the rows of ``items``
+
+    def _context(self, user: str, rows: np.ndarray) -> np.ndarray:
+        return self.items[rows] if self.context is None else self.context(user, rows)
 
     def _post(self, user: str) -> Posterior:
         if user not in self.posts:
@@ -68,10 +73,10 @@ class BanditChooser:
         return self.posts[user]
 
     def choose(self, user: str, candidates: np.ndarray, rng: np.random.Generator) -> int:
-        return int(candidates[self.policy.order(self._post(user), self.items[candidates], rng)[0]])
+        return int(candidates[self.policy.order(self._post(user), self._context(user, candidates), rng)[0]])
 
     def update(self, user: str, item: int, reward: float) -> None:
-        self._post(user).update(self.items[item], reward)
+        self._post(user).update(self._context(user, np.array([item]))[0], reward)
 
 
 @dataclass
@@ -172,8 +177,18 @@ def _chooser(name: str, model: Any, cfg: ExploreConfig) -> Chooser:
         return PopularityChooser(model.data.train_counts().astype(np.float64))
     if name == "random":
         return RandomChooser()
-    return BanditChooser(model.scorer.items.astype(np.float64), _prior(model),
-                         explorer(ExploreKind(name), cfg), cfg.lam)
+    from mmrec.recsys.scoring import bandit_context
+
+    query = functools.lru_cache(maxsize=None)(_prior(model))  # one user vector per user
+
+    def prior(user: str) -> np.ndarray:
+        return bandit_context(model.scorer, query(user), np.zeros(0, np.int64))[0]
+
+    def context(user: str, rows: np.ndarray) -> np.ndarray:
+        return bandit_context(model.scorer, query(user), rows)[1].astype(np.float64)
+
+    return BanditChooser(model.scorer.items, prior, explorer(ExploreKind(name), cfg), cfg.lam,
+                         context=context)
 
 
 def evaluate_replay(path: str | Path, log: str | Path, threshold: float = 4.0, candidates: int = 20,

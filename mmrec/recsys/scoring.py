@@ -8,7 +8,8 @@ class per model behind the :class:`Scorer` protocol:
 - :class:`TwoTowerScorer`: ``normalise(user_id[u] + mean(item[h] for h in history) @ W
   + b + mean(item[h] for h in the last R of the history) @ W_r + b_r)``, the history in
   time order (oldest first); an unseen user has no id vector and is served by the
-  history alone;
+  history alone; with an item-item term, ``+ w * sum_h W[h, i]`` (EASE's ``W``, as
+  extra item columns and a weighted history indicator on the user side);
 - :class:`BPRScorer`: a known user's own vector; an unseen user is folded in as the
   mean of the history's item vectors (the best the model can do without retraining);
 - :class:`ItemKNNScorer`: the sum of the history's unit-norm content vectors, i.e.
@@ -27,7 +28,7 @@ the metadata names the model; :data:`SCORERS` maps that name back to its class.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -288,30 +289,72 @@ class Linear:
 
 @dataclass
 class TwoTowerScorer(_Base):
+    """``items`` is ``[tower vector | item-item column]``: the first ``d`` columns are the
+    item tower's unit vectors; when the model carries an item-item term (see
+    mmrec.recsys.twotower), the other ``n0`` (the items at training) hold item ``i``'s
+    EASE column ``W[:, i]``, zero for items added later, and the user side appends
+    ``item_item_weight`` times the history's 0/1 indicator over those ``n0`` items. So
+    ``score = cos(user tower, item tower) + item_item_weight * sum_h W[h, i]``, still one
+    inner product: one faiss index and one matrix product rank it, as for every model."""
+
     users: np.ndarray  # (users, d) id vectors of the training users
     history: Linear
     item_id: np.ndarray  # id vectors, zero for items never trained on
     adapter: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     recent: int = 0  # how many of the latest history items the recent term averages
     recent_term: Linear | None = None
+    item_item_weight: float = 0.0  # the item-item term's weight in the score
 
     kind: ClassVar[ModelKind] = ModelKind.TWOTOWER
     uses_content: ClassVar[bool] = True
 
+    @property
+    def dim(self) -> int:
+        """The towers' width ``d``."""
+        return self.users.shape[1]
+
+    @property
+    def item_item_items(self) -> int:
+        """``n0``: the items the item-item columns span (0: no item-item term)."""
+        return self.items.shape[1] - self.dim
+
+    @property
+    def tower_items(self) -> np.ndarray:
+        return self.items[:, : self.dim]
+
     def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
         users = np.asarray(users)
         known = users >= 0
-        own = np.zeros((len(users), self.items.shape[1]), dtype=np.float32)
+        tower = self.tower_items
+        own = np.zeros((len(users), self.dim), dtype=np.float32)
         own[known] = self.users[users[known]]
-        mixed = self.history(aggregate(self.items, history, mean=True))
+        mixed = self.history(aggregate(tower, history, mean=True))
         if self.recent:
-            mixed += self.recent_term(aggregate(self.items, history.last(self.recent), mean=True))
-        return unit_rows(own + mixed)
+            mixed += self.recent_term(aggregate(tower, history.last(self.recent), mean=True))
+        out = unit_rows(own + mixed)
+        n0 = self.item_item_items
+        if not n0:
+            return out
+        indicator = np.zeros((len(history), n0), dtype=np.float32)
+        owner = np.repeat(np.arange(len(history)), history.sizes())
+        inside = history.indices < n0  # items added after training have no item-item column
+        indicator[owner[inside], history.indices[inside]] = self.item_item_weight
+        return np.hstack([out, indicator])
+
+    def item_query(self, rows: np.ndarray) -> np.ndarray:
+        """``(1, dim)`` query for items like ``rows``: their mean tower vector, and with an
+        item-item term the rows as a history (each item then adds its W weights)."""
+        tower = self.tower_items[rows].mean(axis=0, keepdims=True)
+        if not self.item_item_items:
+            return tower
+        indicator = np.zeros((1, self.item_item_items), dtype=np.float32)
+        indicator[0, rows[rows < self.item_item_items]] = self.item_item_weight
+        return np.hstack([tower, indicator])
 
     def explain(self, user: int, history: np.ndarray, item: int) -> Parts:
-        v = self.items[item]
+        v = self.tower_items[item]
         own = self.users[user] if user >= 0 else np.zeros_like(v)
-        vecs = self.items[history]
+        vecs = self.tower_items[history]
         raw = own + self.history(vecs.mean(axis=0))
         per_item = (vecs @ self.history.weight @ v) / len(history)
         if self.recent:
@@ -319,10 +362,17 @@ class TwoTowerScorer(_Base):
             raw = raw + self.recent_term(latest.mean(axis=0))
             per_item[-len(latest) :] += (latest @ self.recent_term.weight @ v) / len(latest)
         scale = float(np.linalg.norm(raw)) or 1.0
-        return Parts(history=per_item / scale, has_user=True,
+        per_item = per_item / scale
+        n0 = self.item_item_items
+        if n0:  # the item-item term splits exactly over the history: weight * W[h, item]
+            inside = history < n0
+            per_item[inside] += self.item_item_weight * self.items[item, self.dim + history[inside]]
+        return Parts(history=per_item, has_user=True,
                      user=float(own @ v / scale) if user >= 0 else None)
 
     def content_vectors(self, content: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
+        """Item vectors from content with the rows' id vectors; the item-item columns are
+        the rows' own (zero for rows past the scorer's items: new items have none)."""
         if not self.adapter:
             return None
         x = content
@@ -330,11 +380,52 @@ class TwoTowerScorer(_Base):
             x = x @ weight.T + bias
             if i < len(self.adapter) - 1:
                 x = np.maximum(x, 0.0)
-        return unit_rows(x + self.item_id[rows])
+        out = unit_rows(x + self.item_id[rows])
+        if not self.item_item_items:
+            return out
+        columns = np.zeros((len(rows), self.item_item_items), dtype=np.float32)
+        inside = np.asarray(rows) < len(self.items)
+        columns[inside] = self.items[np.asarray(rows)[inside], self.dim :]
+        return np.hstack([out, columns])
+
+    def bandit_context(self, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """See :func:`bandit_context`: the item-item term as one more dimension, the
+        user's item-item score of each row, with prior weight 1."""
+        if not self.item_item_items:
+            return query, self.items[rows]
+        d = self.dim
+        scores = self.items[rows, d:] @ query[d:]
+        return np.append(query[:d], 1.0), np.hstack([self.items[rows, :d], scores[:, None]])
+
+    def cold_vectors(self, content: np.ndarray) -> np.ndarray | None:
+        """Vectors of items the model never trained on, from their content: zero id
+        vectors and no item-item column (exactly how it scores a cold item)."""
+        cold = replace(self, item_id=np.zeros((len(content), self.dim), np.float32), items=self.items[:0])
+        return cold.content_vectors(content, np.arange(len(content)))
+
+    def with_item_item(self, weights: np.ndarray | None, weight: float) -> TwoTowerScorer:
+        """This tower with the item-item term ``weight * W`` (``weights``: ``(n0, n0)``,
+        ``W[h, i]`` the weight from history item ``h`` to item ``i``, ``n0`` <= items),
+        replacing any it had; None: the tower alone."""
+        tower = np.ascontiguousarray(self.tower_items)
+        if weights is None:
+            return replace(self, items=tower, item_item_weight=0.0)
+        columns = np.zeros((len(tower), weights.shape[0]), dtype=np.float32)
+        columns[: weights.shape[1]] = weights.T
+        return replace(self, items=np.hstack([tower, columns]), item_item_weight=float(weight))
+
+    def item_item_weights(self) -> np.ndarray | None:
+        """``W`` (``(n0, n0)``), as :meth:`with_item_item` took it; None without the term."""
+        n0 = self.item_item_items
+        return np.ascontiguousarray(self.items[:n0, self.dim :].T) if n0 else None
 
     def tensors(self) -> dict[str, np.ndarray]:
-        out = {**super().tensors(), "users": self.users, "item_id": self.item_id,
-               "history.weight": self.history.weight, "history.bias": self.history.bias}
+        # the tower vectors and W apart: the rows added after training hold no W column
+        out = {"items": self.tower_items, "counts": self.counts, "users": self.users,
+               "item_id": self.item_id, "history.weight": self.history.weight,
+               "history.bias": self.history.bias}
+        if self.item_item_items:
+            out["item_item"] = self.item_item_weights()
         if self.recent_term is not None:
             out["recent.weight"], out["recent.bias"] = self.recent_term.weight, self.recent_term.bias
         for i, (weight, bias) in enumerate(self.adapter):
@@ -342,15 +433,27 @@ class TwoTowerScorer(_Base):
         return out
 
     def metadata(self) -> dict[str, str]:
-        return {"recent": str(self.recent)}
+        return {"recent": str(self.recent), "item_item_weight": repr(self.item_item_weight)}
 
     @classmethod
     def from_tensors(cls, t: dict[str, np.ndarray], meta: dict[str, str]) -> TwoTowerScorer:
         n_layers = sum(1 for k in t if k.startswith("adapter.") and k.endswith(".weight"))
         adapter = [(t[f"adapter.{i}.weight"], t[f"adapter.{i}.bias"]) for i in range(n_layers)]
         recent = Linear(t["recent.weight"], t["recent.bias"]) if "recent.weight" in t else None
-        return cls(t["items"], t["counts"], t["users"], Linear(t["history.weight"], t["history.bias"]),
-                   t["item_id"], adapter, int(meta.get("recent", "0")), recent)
+        tower = cls(t["items"], t["counts"], t["users"], Linear(t["history.weight"], t["history.bias"]),
+                    t["item_id"], adapter, int(meta.get("recent", "0")), recent)
+        return tower.with_item_item(t.get("item_item"), float(meta.get("item_item_weight", "0")))
+
+
+def bandit_context(scorer: Scorer, query: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A linear bandit's prior mean and the contexts of item ``rows`` for the user whose
+    model query is ``query``, such that ``mean . context`` is the model's score (see
+    mmrec.recsys.explore). Mostly the query and the item vectors; a scorer whose vectors
+    are items wide (a two-tower's item-item term) folds that part into one dimension, so a
+    posterior stays ``d + 1`` wide rather than ``(d + items)^2`` floats per user."""
+    rows = np.asarray(rows, dtype=np.int64)
+    own = getattr(scorer, "bandit_context", None)
+    return own(query, rows) if own else (query, scorer.items[rows])
 
 
 SCORERS: dict[ModelKind, type[Scorer]] = {

@@ -175,6 +175,10 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     seed_everything(cfg.seed)
     trainer = TRAINERS[cfg.model](data, content, cfg, device)
     scorer, info = _fit(trainer, data, cfg, progress)
+    if cfg.model is ModelKind.TWOTOWER:  # its item-item term, chosen on validation
+        from mmrec.recsys.twotower import item_item
+
+        scorer, info["tuning"] = item_item(scorer, data, cfg, progress)
     spent = trainer.spent() if hasattr(trainer, "spent") else None
     return scorer, {**info, "device": str(device), "privacy": spent}
 

@@ -19,6 +19,13 @@ training popularity, uniform by N/items), so popular items are not over-penalise
 for being sampled often. A candidate that is another training positive of the row's
 user is masked, not used as a negative. AdamW, linear warm-up, cosine decay.
 
+Item-item term (:func:`item_item`): after training, the score gains ``w * sum over the
+history h of W[h, i]`` with ``W`` EASE's closed form on the training interactions, its
+lambda and ``w`` chosen on validation (``w`` 0, the towers alone, is a candidate). The
+towers carry content and cold items; ``W`` what co-occurrence says of warm ones, where
+EASE alone beats a dot product of learned vectors on a random split. Only up to
+ITEM_ITEM_MAX items: ``W`` is dense, items^2 floats.
+
 A step costs what its batch costs, not what the catalog costs: the item tower runs
 only on the rows the step needs (the batch's items, its negatives, and the history
 and recent-window items of its users, at most ``HISTORY_CAP`` per user), gathered
@@ -28,12 +35,13 @@ item's vector is computed only on export, ``EXPORT_CHUNK`` rows at a time.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmrec import distributed as dist
-from mmrec.recsys.config import TrainConfig
+from mmrec.progress import NullProgress, Progress
+from mmrec.recsys.config import ITEM_ITEM_MAX, TrainConfig
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Linear, TwoTowerScorer
 from mmrec.recsys.splits import TRAIN
@@ -335,3 +343,62 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# The item-item term's weight, in units of the towers' score spread over EASE's (see
+# item_item); 0 first: the towers alone unless validation says otherwise.
+ITEM_ITEM_GRID = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0)
+SPREAD_USERS = 1000  # training users whose scores set the spread ratio (seeded sample)
+
+
+def item_item(scorer: TwoTowerScorer, data: Data, cfg: TrainConfig,
+              progress: Progress | None = None) -> tuple[TwoTowerScorer, dict[str, Any]]:
+    """The trained towers plus an EASE item-item term, both its parts chosen on validation.
+
+    ``score(u, i) = cos(user tower, item tower) + w * sum over the history h of W[h, i]``
+    with ``W`` EASE's closed form (Steck 2019) on the training part: its lambda (``reg``)
+    as ``--model ease`` picks it on validation NDCG@20, then ``w`` from ITEM_ITEM_GRID
+    times the ratio of the two scores' spreads (over training users' full rankings),
+    again on validation NDCG@20, 0 (the towers alone) among the candidates. The towers
+    carry content and serve cold items; the item-item term adds what co-occurrence
+    says about warm ones. A cold item's column is zero, so cold-item rankings are the
+    towers'. Returns the scorer and ``{"chosen", "trials"}`` for the report, or the
+    towers alone and ``{}`` where the term is off: ``cfg.item_item`` False, DP-SGD
+    (None then means off), or by default above ITEM_ITEM_MAX items (``cfg.item_item``
+    True: up to EASE's own itemitem.MAX_ITEMS, refused above).
+    """
+    from mmrec.recsys.baselines import ease
+    from mmrec.recsys.tuning import tune
+
+    if cfg.item_item is False or cfg.dp_epsilon is not None:
+        return scorer, {}
+    if data.n_items > ITEM_ITEM_MAX and not cfg.item_item:  # asked for: up to EASE's own bound
+        (progress or NullProgress()).log(f"{data.n_items} items: above {ITEM_ITEM_MAX}, the "
+                                         "towers score alone (no item-item term)")
+        return scorer, {}
+    easy, found = ease(data, cfg, progress or NullProgress())
+    weights = np.ascontiguousarray(easy.items.T)  # EASEScorer keeps W's columns as rows
+    ratio = _spread_ratio(scorer, weights, data, cfg.seed)
+
+    def fit(item_item_weight: float) -> TwoTowerScorer:
+        return scorer.with_item_item(weights if item_item_weight > 0 else None, item_item_weight)
+
+    grid = {"item_item_weight": tuple(round(k * ratio, 6) for k in ITEM_ITEM_GRID)}
+    blended, blend = tune(data, cfg, grid, fit, progress)
+    chosen = {**found["chosen"], **blend["chosen"]}
+    return blended, {"chosen": chosen, "trials": found["trials"] + blend["trials"]}
+
+
+def _spread_ratio(scorer: TwoTowerScorer, weights: np.ndarray, data: Data, seed: int) -> float:
+    """Standard deviation of the towers' scores over EASE's, on a seeded sample of
+    training users' scores of every item: the scale at which the two terms weigh alike."""
+    history = data.history(TRAIN)
+    users = np.flatnonzero(history.sizes() > 0)
+    if len(users) > SPREAD_USERS:
+        users = np.sort(np.random.default_rng(seed).choice(users, SPREAD_USERS, replace=False))
+    picked = history.take(users)
+    towers = scorer.user_vectors(users, picked) @ scorer.tower_items.T
+    indicator = np.zeros((len(users), weights.shape[0]), dtype=np.float32)
+    indicator[np.repeat(np.arange(len(users)), picked.sizes()), picked.indices] = 1.0
+    spread = float((indicator @ weights).std())
+    return float(towers.std()) / spread if spread > 0 else 0.0

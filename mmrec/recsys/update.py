@@ -13,7 +13,10 @@ What each model can take in without a new fit:
   with a zero id vector (exactly how it scores a cold item), ``itemknn`` their unit
   content vectors, ``pop`` their counts; ``bpr`` has no content path, so its new items
   and their interactions are skipped and reported;
-- the item popularity counts are recounted, and the faiss index rebuilt.
+- the item popularity counts are recounted, and the faiss index rebuilt;
+- a ``twotower``'s item-item term keeps its fitted ``W`` (as the towers keep their
+  weights): new interactions on the model's items enter a user's history, and with it
+  the term, at once; new items get no ``W`` column and add nothing to it as history.
 
 ``steps`` fine-tunes a two-tower model for that many optimizer steps on the new
 interactions only (see mmrec.recsys.finetune); it needs the model's content. The result is staged and published
@@ -203,9 +206,9 @@ def _item_vectors(model: Model, content: np.ndarray, n_new: int) -> np.ndarray |
         if content.shape[1] != expected:
             raise ModelError(f"{model.path}: the content has {content.shape[1]} dimensions, "
                              f"the item tower takes {expected}")
-    probe = dataclasses.replace(scorer, item_id=np.zeros((n_new, scorer.items.shape[1]), np.float32)) \
-        if ModelKind(model.kind) is ModelKind.TWOTOWER else scorer
-    vectors = probe.content_vectors(np.asarray(content, dtype=np.float32), np.arange(n_new))
+    content = np.asarray(content, dtype=np.float32)
+    vectors = scorer.cold_vectors(content) if ModelKind(model.kind) is ModelKind.TWOTOWER \
+        else scorer.content_vectors(content, np.arange(n_new))
     return None if vectors is None else vectors.astype(np.float32)
 
 
@@ -258,7 +261,7 @@ def _extend_scorer(model: Model, data: Data, added: NewItems) -> Scorer:
     n_new_users = data.n_users - scorer.users.shape[0]
     if kind is ModelKind.BPR:
         return BPRScorer(items, counts, np.vstack([scorer.users, _folded(items, data, n_new_users)]))
-    dim = scorer.items.shape[1]
+    dim = scorer.dim
     return dataclasses.replace(
         scorer, items=items, counts=counts,
         users=np.vstack([scorer.users, np.zeros((n_new_users, dim), np.float32)]),
