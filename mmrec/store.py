@@ -18,7 +18,10 @@ Layout of a store directory::
     .partial/              encoded chunks of an unfinished run (resume journal)
 
 A new generation is written next to the old one and published by replacing
-``manifest.json``; readers never see a half-written store.
+``manifest.json``; readers never see a half-written store. A re-run fills it from the
+old one without passing through Python what did not change: runs of unchanged matrix
+rows are copied file to file (:func:`copy_rows`, in the kernel where it can), and parts
+equal to the old generation's are copied as they are (:func:`copy_file`).
 """
 from __future__ import annotations
 
