@@ -188,6 +188,19 @@ def table(results: dict[str, dict[int, dict]]) -> None:
             print(f"| {name} | {size:,} | {r['seconds']} | {r.get('cpu_s', '-')} | {r['rss_gb']} | {growth} | "
                   f"{json.dumps(notes)} |")
             previous = r["seconds"]
+    ratios(results)
+
+
+def ratios(results: dict[str, dict[int, dict]]) -> None:
+    """Re-runs against the first encode of the same size, same run (issue 8: noop <= 10%,
+    1% changed <= 20%), in wall and CPU seconds: on a shared box the CPU ratio holds better."""
+    for size, first in results.get("encode", {}).items():
+        for name in ("noop", "changed"):
+            again = results.get(name, {}).get(size)
+            if again is None or "error" in again or "error" in first:
+                continue
+            print(f"{name}/encode at {size:,} items: {again['seconds'] / first['seconds']:.1%} wall, "
+                  f"{again['cpu_s'] / first['cpu_s']:.1%} CPU")
 
 
 if __name__ == "__main__":

@@ -40,9 +40,13 @@ def _umask() -> int:
 
 
 def write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:
-    """``indent=None`` for big files: only unindented JSON gets the C encoder (~10x faster)."""
+    """``indent=None`` for big files: only unindented JSON gets the C encoder (~10x faster).
+
+    ``json.dumps``, not ``json.dump``: the streaming ``dump`` always takes the pure-Python
+    encoder, which costs seconds on a million-item id list.
+    """
     with atomic_open(path, "w") as fh:
-        json.dump(data, fh, indent=indent, sort_keys=True)
+        fh.write(json.dumps(data, indent=indent, sort_keys=True))
         fh.write("\n")
 
 

@@ -31,6 +31,7 @@ from mmrec.store import (
     Draft,
     Journal,
     Store,
+    copy_rows,
     is_reusable_dir,
     items_digest,
     release,
@@ -203,47 +204,54 @@ class _Run:
                 for i, (item_id, present) in enumerate(zip(self.old.ids, mask.tolist(), strict=True))
                 if present and m in hashes.get(item_id, {})}
 
-    def _digest(self, item: Item, modality: Modality) -> str | None:
+    def _digest(self, item: Item, modality: Modality, m: str) -> str | None:
         """The content hash; a media file whose path, size and mtime are as last time is
-        not read again (the make/rsync rule), so a no-op re-run costs a stat per file."""
-        src = item.source(modality)
+        not read again (the make/rsync rule), so a no-op re-run costs a stat per file.
+        ``m`` is ``modality.value``, looked up once per run, not once per item."""
+        src = getattr(item, m)  # Item's fields are named after the modalities
         if not isinstance(src, Path):
             return item.content_hash(modality)
         info = src.stat()
         stamp = [str(src), info.st_size, info.st_mtime_ns]
-        self.stats.setdefault(item.id, {})[modality.value] = stamp
-        if self.old_stats.get(item.id, {}).get(modality.value) == stamp:
-            known = self.old_hashes.get(item.id, {}).get(modality.value)
-            failed = self.old_failures.get(item.id, {}).get(modality.value)
+        self.stats.setdefault(item.id, {})[m] = stamp
+        if self.old_stats.get(item.id, {}).get(m) == stamp:
+            known = self.old_hashes.get(item.id, {}).get(m)
+            failed = self.old_failures.get(item.id, {}).get(m)
             if known or failed:
                 return known or failed[0]
         return item.content_hash(modality)
 
     def plan(self, modality: Modality, encoder_name: str, dim: int) -> list[tuple[Item, str]]:
-        """Find each item's reusable vector; return the (item, hash) pairs still to encode."""
+        """Find each item's reusable vector; return the (item, hash) pairs still to encode.
+
+        One pass over the catalog with a few dict look-ups per item: at a million items,
+        every extra attribute or call in this loop costs a visible share of a re-run."""
+        m = modality.value
         known = self._old_rows(modality, encoder_name, dim)
-        journal = {k: v for k, v in self.journal.load(modality.value, encoder_name).items()
+        journal = {k: v for k, v in self.journal.load(m, encoder_name).items()
                    if v[1].shape == (dim,)}
         src = self.sources[modality] = _Sources()
-        for item in self.catalog.items:
+        old_failures, hashes, reuse = self.old_failures, self.hashes, src.store.append
+        for row, item in enumerate(self.catalog.items):  # row: self.row[item.id]
             try:
-                digest = self._digest(item, modality)
+                digest = self._digest(item, modality, m)
             except OSError as exc:  # vanished or unreadable since the catalog was read
                 self.skip(item, modality, f"unreadable file ({exc.strerror or exc})", "")
                 continue
             if digest is None:
                 continue
-            self.hashes[item.id][modality.value] = digest
-            failed = self.old_failures.get(item.id, {}).get(modality.value)
-            if item.id in journal and journal[item.id][0] == digest:  # a killed run's work
-                src.journal.append((self.row[item.id], *journal[item.id][1:]))
-            elif item.id in known and known[item.id][0] == digest:
-                src.store.append((self.row[item.id], known[item.id][1]))
-            elif failed and failed[0] == digest:  # same bad input as last time: report, not retry
-                self.skip(item, modality, failed[1], digest)
+            item_id = item.id
+            hashes[item_id][m] = digest
+            done, old = journal.get(item_id), known.get(item_id)
+            if done is not None and done[0] == digest:  # a killed run's work
+                src.journal.append((row, *done[1:]))
+            elif old is not None and old[0] == digest:
+                reuse((row, old[1]))
+            elif (failed := old_failures.get(item_id, {}).get(m)) and failed[0] == digest:
+                self.skip(item, modality, failed[1], digest)  # same bad input: report, not retry
             else:
                 src.todo.append((item, digest))
-        self.reused[modality.value] = len(src.store) + len(src.journal)
+        self.reused[m] = len(src.store) + len(src.journal)
         return src.todo
 
     def drop_stale(self, modality: Modality, stale: list[tuple[Item, str]]) -> None:
@@ -276,7 +284,8 @@ class _Run:
         ids = [i for i in self.catalog.items if self.hashes[i.id]]
         return ([i.id for i in ids] == old.ids and self.failures == self.old_failures
                 and all(self.hashes[i.id] == self.old_hashes.get(i.id) for i in ids)
-                and self.stats == self.old_stats)
+                and self.stats == self.old_stats
+                and old.manifest.get("items_digest") == self.items_digest())  # the dearest, last
 
     def start(self, dims: dict[Modality, int]) -> None:
         """Open the new generation and copy every reused vector into it."""
@@ -294,14 +303,13 @@ class _Run:
                 matrix[row], norms[row], mask[row] = vector, norm, True
             src.journal.clear()
 
-    def _copy_old(self, modality: Modality, pairs: np.ndarray, chunk: int = 1 << 16) -> None:
-        matrix, mask, norms = self.columns[modality]
-        old_matrix, _ = self.old.matrix(modality, mmap=True)
+    def _copy_old(self, modality: Modality, pairs: np.ndarray) -> None:
+        """Reused vectors, file to file: unchanged rows in runs, by the kernel (store.copy_rows)."""
+        _, mask, norms = self.columns[modality]
         new, old = pairs[:, 0], pairs[:, 1]
-        for at in range(0, len(pairs), chunk):  # bounded memory: one chunk of rows at a time
-            matrix[new[at:at + chunk]] = old_matrix[old[at:at + chunk]]
-            release(matrix)
-            release(old_matrix)
+        self.old.matrix(modality)  # a damaged old matrix fails here, by name, as before
+        copy_rows(self.old.data_dir / f"{modality.value}.npy",
+                  self.draft.dir / f"{modality.value}.npy", new, old)
         norms[new], mask[new] = self.old.norms(modality)[old], True
 
     def encode(self, modality: Modality, encoder: Encoder, todo: list[tuple[Item, str]]) -> None:
@@ -362,11 +370,24 @@ class _Run:
             columns[modality.value] = Column(encoders[modality], dims[modality], None,
                                              mask[rows], norms[rows])
         self.columns.clear()
-        ids = [self.catalog.items[i].id for i in rows]
-        items = [{"id": self.catalog.items[i].id, **self.catalog.items[i].metadata} for i in rows]
+        kept = [self.catalog.items[i] for i in rows.tolist()]
+        ids = [it.id for it in kept]
+        items = ({"id": it.id, **it.metadata} for it in kept)  # written in one pass, never listed
         stats = {i: self.stats[i] for i in ids if i in self.stats}
-        return write_store(self.out, ids, columns, {i: self.hashes[i] for i in ids}, items, info,
-                           self.failures, stats, self.draft)
+        hashes = {i: self.hashes[i] for i in ids}
+        return write_store(self.out, ids, columns, hashes, items, info, self.failures, stats,
+                           self.draft, carry=self._unchanged_parts(ids, hashes, stats))
+
+    def _unchanged_parts(self, ids: list[str], hashes: dict[str, dict[str, str]],
+                         stats: dict[str, dict[str, list[Any]]]) -> dict[str, Path]:
+        """The old generation's files holding what this one would write: copied, not rewritten."""
+        if self.old is None:
+            return {}
+        same = {"ids.json": ids == self.old.ids, "hashes.json": hashes == self.old_hashes,
+                "failures.json": self.failures == self.old_failures,
+                "stats.json": stats == self.old_stats}
+        old = self.old.data_dir
+        return {name: old / name for name, equal in same.items() if equal and (old / name).is_file()}
 
     def items_digest(self) -> str:
         ids = [it for it in self.catalog.items if self.hashes[it.id]]
@@ -535,7 +556,6 @@ def _run(run: _Run, cat: Catalog, names: dict[Modality, str], wanted: list[Modal
     built, dims = _plan(run, cat, names, wanted)
     encoder_names = {m: getattr(e, "name", e) for m, e in built.items()}
     info = {"catalog": str(cat.path), "text_fields": cat.text_fields, "preset": preset}
-    info["items_digest"] = run.items_digest()
     # a clean run's request lets the next identical one skip reading the catalog
     clean = request is not None and not run.problems and not run.failures
     info["request"] = request(cat.text_fields) if clean else None  # what a re-run will ask
