@@ -39,6 +39,7 @@ from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Linear, TwoTowerScorer
 from mmrec.recsys.splits import TRAIN
 from mmrec.runtime import one_cpu_thread
+from mmrec.store import release
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +53,7 @@ DENSE_MASK_LIMIT = 50_000_000  # users x items: up to this a bitmap of positives
 # table cost ~1-3 s a step (measured), the rest of the step ~1 s. Smaller tables keep
 # the exact dense AdamW (their update is cheap, and the quality figures are theirs).
 SPARSE_ID_ROWS = 200_000
+RELEASE_EVERY = 32  # steps between drops of the memory-mapped content's resident pages
 
 
 def _net(content_dim: int, n_items: int, n_users: int, cfg: TrainConfig, sparse: bool = False):
@@ -104,7 +106,8 @@ class TwoTowerTrainer:
         counts = data.train_counts()
         self.known = torch.from_numpy(counts > 0).to(device)
         # on CPU the (memory-mapped) matrix is only gathered from; an accelerator gets a copy
-        self.content = (np.asarray(content, dtype=np.float32) if device.type == "cpu" else
+        self.content = ((content if content.dtype == np.float32 else content.astype(np.float32))
+                        if device.type == "cpu" else
                         torch.from_numpy(np.array(content, dtype=np.float32)).to(device))
         sparse = self.sparse_ids and dist.world().size == 1  # DDP all-reduces dense gradients
         self.net = _net(content.shape[1], data.n_items, data.n_users, cfg, sparse).to(device)
@@ -163,9 +166,11 @@ class TwoTowerTrainer:
         """Every item's vector, ``EXPORT_CHUNK`` rows at a time (export and mining only)."""
         import torch
 
-        rows = np.arange(self.data.n_items)
-        return torch.cat([self.tower(rows[at:at + EXPORT_CHUNK], training)
-                          for at in range(0, len(rows), EXPORT_CHUNK)])
+        rows, parts = np.arange(self.data.n_items), []
+        for at in range(0, len(rows), EXPORT_CHUNK):
+            parts.append(self.tower(rows[at:at + EXPORT_CHUNK], training))
+            release(self.content)  # read once: its pages need not stay resident
+        return torch.cat(parts)
 
     def _histories(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(batch row, item row) of each batch user's training history, at most
@@ -309,6 +314,8 @@ class TwoTowerTrainer:
                 self.scheduler.step()
                 if self.sparse_optimizer is not None:
                     self._sparse_step()
+                if step % RELEASE_EVERY == 0:  # the map's pages the steps read: 1.5 GB at 1M
+                    release(self.content)
                 total += loss.item()
         return total / self.steps_per_epoch
 
