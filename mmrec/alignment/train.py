@@ -22,6 +22,7 @@ from mmrec.alignment.losses import has_pairs, multimodal_info_nce
 from mmrec.alignment.retrieval import validation_score as score_pairs
 from mmrec.progress import NullProgress, Progress
 from mmrec.runtime import autocast, one_cpu_thread
+from mmrec.store import release
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 
 VAL_GALLERY = 5_000  # validation items ranked at each check (a seeded sample beyond)
+RELEASE_EVERY = 32  # steps between drops of the memory-mapped matrices' resident pages
 
 
 def gallery_sample(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -224,6 +226,9 @@ class _Loop:
                          next(self.batches), self.device)
             self.schedule.step()
             result.steps = step
+            if step % RELEASE_EVERY == 0:  # pages of the memory-mapped matrices batches read
+                for matrix in self.data.matrices.values():
+                    release(matrix)
             if validate and (step % self.config.eval_every == 0 or step == total):
                 score = dist.from_main(self._validate)
                 r10 = score[0]
