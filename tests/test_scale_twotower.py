@@ -111,3 +111,21 @@ def test_a_small_id_table_keeps_the_dense_adamw():
                               TrainConfig(epochs=1, batch_size=64).resolved(), torch.device("cpu"))
     assert not trainer.sparse and trainer.sparse_optimizer is None
     assert not trainer.net.item_id.sparse
+
+
+def test_fine_tuning_a_large_catalog_model_keeps_dense_ids(monkeypatch):
+    """update's fine-tuning steps its own AdamW over every parameter: its trainer must
+    not have sparse id gradients, which AdamW refuses."""
+    import torch
+
+    import mmrec.recsys.twotower as twotower
+    from mmrec.recsys.finetune import fine_tune
+
+    monkeypatch.setattr(twotower, "SPARSE_ID_ROWS", 5_000)
+    data = _data(20_000)
+    content = np.random.default_rng(1).standard_normal((20_000, 16)).astype(np.float32)
+    cfg = TrainConfig(epochs=1, batch_size=64).resolved()
+    scorer = TwoTowerTrainer(data, content, cfg, torch.device("cpu")).export()
+    rows = np.flatnonzero(data.split.part == 0)[-20:]
+    tuned = fine_tune({"epochs": 1, "batch_size": 64}, scorer, data, content, rows, 2, "cpu")
+    assert np.isfinite(tuned.items).all()

@@ -97,10 +97,12 @@ class TwoTowerTrainer:
 
     sparse_ids = True  # large id tables train sparsely (see SPARSE_ID_ROWS); DP-SGD's cannot
 
-    def __init__(self, data: Data, content: np.ndarray, cfg: TrainConfig, device: torch.device) -> None:
+    def __init__(self, data: Data, content: np.ndarray, cfg: TrainConfig, device: torch.device,
+                 sparse_ids: bool | None = None) -> None:
         import torch
 
         self.data, self.cfg, self.device = data, cfg, device
+        self.sparse_ids = self.sparse_ids if sparse_ids is None else sparse_ids
         train = data.split.part == TRAIN
         self.pairs = np.stack([data.users[train], data.items[train]], axis=1)
         counts = data.train_counts()
