@@ -9,9 +9,14 @@ Each stage runs in a fresh subprocess, so its peak RSS (its own ``ru_maxrss``, w
 includes the interpreter and imports, ~0.3-0.5 GB) is its own: ``encode``, ``noop`` (encode again, nothing changed), ``changed`` (1% of
 the titles edited), ``interactions`` (read the interactions file, then index it
 as train does: ``read_s`` and ``to_data_s``), ``read10m`` (the same on a 10M-row CSV,
-once, size-independent), ``train`` (twotower, 1 epoch), ``evaluate``,
-``index`` (faiss, auto type) and ``recommend``. A stage that fails or passes
-``--timeout`` is reported, not fatal.
+once, size-independent), ``train`` (twotower, 1 epoch; the steps, the
+export of every item's vector, validation, the final metrics and the model's writing
+timed apart), ``evaluate``, ``index`` (faiss, auto type), ``recommend``, and for align
+``alignencode`` (the catalog again with an image per item, from 4096 tiny shared PNGs
+whose first pixel names a cluster and variant, encoded by ``ScaleImage``: planted
+text-image correspondence; a no-op once built) and ``align`` (at most ALIGN_STEPS steps,
+the store's matrices' size reported). A stage that fails or passes ``--timeout`` is
+reported, not fatal.
 
 Run: ``python bench/scale.py --sizes 10000,100000 [--stages encode,noop,...] [--work DIR]``.
 The growth column divides each size's figure by the previous size's.
@@ -28,8 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 ENCODER = f"local:{ROOT / 'scale_encoder.py'}:ScaleText"
+IMAGE_ENCODER = f"local:{ROOT / 'scale_encoder.py'}:ScaleImage"
 STAGES = ["encode", "noop", "changed", "interactions", "read10m", "train", "evaluate", "index",
-          "recommend"]
+          "recommend", "alignencode", "align"]
+ALIGN_STEPS = 300  # at most (early stopping as by default): the same work at every size
 CLUSTERS = 256
 
 
@@ -40,6 +47,30 @@ def write_catalog(path: Path, n: int, edited: float = 0.0) -> None:
             tail = " edited" if step and i % step == 0 else ""
             fh.write(json.dumps({"id": f"i{i}", "title": f"c{i % CLUSTERS} n{i} item{tail}",
                                  "price": i % 100}) + "\n")
+
+
+def write_images(directory: Path) -> None:
+    """One tiny PNG per (cluster, variant), its first pixel holding both (ScaleImage reads it)."""
+    from PIL import Image
+    from scale_encoder import IMAGE_VARIANTS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for c in range(CLUSTERS):
+        for v in range(IMAGE_VARIANTS):
+            path = directory / f"c{c}v{v}.png"
+            if not path.exists():
+                Image.new("RGB", (8, 8), (c, v, 0)).save(path)
+
+
+def write_align_catalog(path: Path, n: int, images: Path) -> None:
+    """The text catalog plus an image per item (shared files: 4096 in all) for align."""
+    from scale_encoder import image_key
+
+    with open(path, "w") as fh:
+        for i in range(n):
+            c, v = image_key(i % CLUSTERS, i)
+            fh.write(json.dumps({"id": f"i{i}", "title": f"c{i % CLUSTERS} n{i} item",
+                                 "image": str(images / f"c{c}v{v}.png")}) + "\n")
 
 
 def write_interactions(path: Path, n_items: int, users: int, per_user: int, seed: int = 0) -> None:
@@ -79,6 +110,18 @@ def stage(name: str, work: Path) -> dict:
         catalog = work / ("catalog-edited.jsonl" if name == "changed" else "catalog.jsonl")
         report = mmrec.encode(catalog, store, encoders={"text": ENCODER}, modalities=["text"])
         return {"encoded": report.encoded["text"], "reused": report.reused["text"]}
+    if name == "alignencode":  # the two-modality store align reads
+        report = mmrec.encode(work / "catalog-align.jsonl", work / "store-align",
+                              encoders={"text": ENCODER, "image": IMAGE_ENCODER},
+                              modalities=["text", "image"])
+        return {"encoded": report.encoded, "reused": report.reused}
+    if name == "align":
+        report = mmrec.align(work / "store-align", work / "aligner", steps=ALIGN_STEPS, device="cpu")
+        matrices = sum(m.nbytes for m in _align_matrices(work / "store-align"))
+        return {"matrices_gb": round(matrices / 1024**3, 2), "steps": report.steps,
+                "best_step": report.best_step, "val_r10": round(report.val_r10, 4),
+                "r10_image->text": round(report.retrieval["image->text"]["recall@10"], 4),
+                "gallery": report.retrieval["image->text"]["gallery"]}
     if name in ("interactions", "read10m"):
         from mmrec.catalog import read_interactions
         from mmrec.recsys.data import index_interactions
@@ -98,7 +141,8 @@ def stage(name: str, work: Path) -> dict:
 
         report = mmrec.train(work / "interactions.csv", model, store=store,
                              config=TrainConfig(epochs=1, patience=0, device="cpu"))
-        return {"valid": report.valid}
+        # the epoch's steps apart from what costs the catalog (export, validation, index)
+        return {"ndcg@20": report.valid.get("ndcg@20"), **{f"{k}_s": v for k, v in report.timings.items()}}
     if name == "evaluate":
         return {k: round(v, 4) for k, v in mmrec.evaluate(model).items()
                 if isinstance(v, float) and k in ("recall@10", "ndcg@10")}
@@ -112,6 +156,13 @@ def stage(name: str, work: Path) -> dict:
     from mmrec.query import Query
 
     return {"hits": len(mmrec.recommend(model, Query(user="u1", k=10)))}
+
+
+def _align_matrices(store: Path) -> list:
+    from mmrec.store import Store
+
+    opened = Store.open(store)
+    return [opened.matrix(m)[0] for m in opened.modalities]
 
 
 def measure(name: str, work: Path, timeout: float) -> dict:
@@ -130,11 +181,14 @@ def measure(name: str, work: Path, timeout: float) -> dict:
     return {"stage": name, "seconds": round(seconds, 2), **json.loads(out)}
 
 
-def prepare(work: Path, size: int, users: int, per_user: int) -> None:
+def prepare(work: Path, size: int, users: int, per_user: int, stages: tuple[str, ...] | list[str] = ()) -> None:
     work.mkdir(parents=True, exist_ok=True)
     write_catalog(work / "catalog.jsonl", size)
     write_catalog(work / "catalog-edited.jsonl", size, edited=0.01)
     write_interactions(work / "interactions.csv", size, users, per_user)
+    if "alignencode" in stages and not (work / "catalog-align.jsonl").exists():
+        write_images(work.parent / "images")
+        write_align_catalog(work / "catalog-align.jsonl", size, work.parent / "images")
 
 
 def main() -> None:
@@ -162,7 +216,7 @@ def main() -> None:
     results: dict[str, dict[int, dict]] = {s: {} for s in stages}
     for size in (int(s) for s in args.sizes.split(",")):
         work = root / str(size)
-        prepare(work, size, args.users, args.per_user)
+        prepare(work, size, args.users, args.per_user, stages)
         for name in stages:
             if name == "read10m" and results[name]:
                 continue  # size-independent: once

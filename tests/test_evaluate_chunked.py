@@ -109,3 +109,18 @@ def test_validation_metrics_rank_only_the_sample(monkeypatch):
     for got, row in zip(some_ranked, sample, strict=True):  # the same lists as in a full run
         np.testing.assert_array_equal(got, full_ranked[row])
     assert isinstance(data.history(VALID), History) and len(users) == 50
+
+
+def test_validation_ranks_fewer_users_on_a_large_catalog(monkeypatch):
+    """Validation costs at most VALID_SCORES user-item scores: on a catalog that large
+    it samples fewer users (never under MIN_VALID_USERS), the same seeded ones each time."""
+    data, scorer = world(50, 100, 6)
+    monkeypatch.setattr(evaluate, "MIN_VALID_USERS", 10)
+    monkeypatch.setattr(evaluate, "VALID_SCORES", 100 * 30)  # 30 users' worth of 100 items
+    assert evaluate.validation_limit(100) == 30
+    first = evaluate.validation_metrics(scorer, data, (20,), seed=0)
+    assert first["users"] == 30 and first == evaluate.validation_metrics(scorer, data, (20,), seed=0)
+    monkeypatch.setattr(evaluate, "VALID_SCORES", 100 * 3)
+    assert evaluate.validation_metrics(scorer, data, (20,), seed=0)["users"] == 10
+    monkeypatch.setattr(evaluate, "VALID_SCORES", 10**9)
+    assert evaluate.validation_metrics(scorer, data, (20,), seed=0)["users"] == 50  # all

@@ -76,3 +76,56 @@ def test_steps_run_on_one_cpu_thread_and_repeat_exactly():
     assert threads and set(threads[: len(threads) // 2]) == {1}  # the steps; export may differ
     assert torch.get_num_threads() == before
     np.testing.assert_array_equal(first, second)
+
+
+def test_a_large_id_table_trains_only_the_rows_a_step_touches(monkeypatch):
+    """Beyond SPARSE_ID_ROWS the item ids get sparse gradients and lazy updates: a
+    step's gradient and update cover its rows, not the table; rows no step touched keep
+    their value (zero), and training still moves the touched ones."""
+    import torch
+
+    import mmrec.recsys.twotower as twotower
+
+    monkeypatch.setattr(twotower, "SPARSE_ID_ROWS", 5_000)
+    data = _data(20_000)
+    content = np.random.default_rng(1).standard_normal((20_000, 16)).astype(np.float32)
+    trainer = TwoTowerTrainer(data, content, TrainConfig(epochs=1, batch_size=64).resolved(),
+                              torch.device("cpu"))
+    assert trainer.net.item_id.sparse and not trainer.net.user_id.sparse  # 200 users: dense
+    touched: list[int] = []
+    step = trainer._sparse_step
+    monkeypatch.setattr(trainer, "_sparse_step", lambda: touched.append(
+        trainer.net.item_id.weight.grad.coalesce()._nnz()) or step())
+    loss = trainer.epoch(np.random.default_rng(0))
+    assert np.isfinite(loss) and touched and max(touched) <= 64 + 64 * 10  # batch + histories
+    ids = trainer.net.item_id.weight.detach().numpy()
+    assert not ids[500:].any()  # items 500+ are in no interaction: never touched
+    assert ids[:500].any()
+    assert np.isfinite(trainer.export().items).all()
+
+
+def test_a_small_id_table_keeps_the_dense_adamw():
+    import torch
+
+    trainer = TwoTowerTrainer(_data(1_000), np.zeros((1_000, 16), np.float32),
+                              TrainConfig(epochs=1, batch_size=64).resolved(), torch.device("cpu"))
+    assert not trainer.sparse and trainer.sparse_optimizer is None
+    assert not trainer.net.item_id.sparse
+
+
+def test_fine_tuning_a_large_catalog_model_keeps_dense_ids(monkeypatch):
+    """update's fine-tuning steps its own AdamW over every parameter: its trainer must
+    not have sparse id gradients, which AdamW refuses."""
+    import torch
+
+    import mmrec.recsys.twotower as twotower
+    from mmrec.recsys.finetune import fine_tune
+
+    monkeypatch.setattr(twotower, "SPARSE_ID_ROWS", 5_000)
+    data = _data(20_000)
+    content = np.random.default_rng(1).standard_normal((20_000, 16)).astype(np.float32)
+    cfg = TrainConfig(epochs=1, batch_size=64).resolved()
+    scorer = TwoTowerTrainer(data, content, cfg, torch.device("cpu")).export()
+    rows = np.flatnonzero(data.split.part == 0)[-20:]
+    tuned = fine_tune({"epochs": 1, "batch_size": 64}, scorer, data, content, rows, 2, "cpu")
+    assert np.isfinite(tuned.items).all()

@@ -63,6 +63,8 @@ class AlignerContents:
 
 def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
                   contents: AlignerContents) -> None:
+    import numpy as np
+
     from mmrec.alignment.heads import save_heads
     from mmrec.index import VectorIndex
 
@@ -81,8 +83,9 @@ def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
         for modality, (matrix, mask) in contents.projected.items():
             save_npy(staging / "vectors" / f"{modality}.npy", matrix)
             save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)
-            rows = [i for i, ok in enumerate(mask) if ok]
-            VectorIndex.build([contents.ids[i] for i in rows], matrix[rows], config.index).save(
+            rows = np.flatnonzero(mask)
+            present = matrix if len(rows) == len(mask) else matrix[rows]  # no copy when all are
+            VectorIndex.build([contents.ids[i] for i in rows], present, config.index).save(
                 staging, index_name(modality))
         save_npy(staging / "vectors" / "fused.npy", contents.fused)
         VectorIndex.build(contents.ids, contents.fused, config.index).save(staging, index_name(Target.FUSED))

@@ -16,6 +16,8 @@ from mmrec.enums import Pivot
 from mmrec.errors import ConfigError
 from mmrec.vectors import unit_rows
 
+FUSE_CHUNK = 65_536  # item rows fused at a time
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -78,8 +80,12 @@ def fuse(projected: dict[str, tuple[np.ndarray, np.ndarray]],
     first = next(iter(projected.values()))[0]
     total = np.zeros(first.shape, dtype=np.float32)
     have = np.zeros(len(first), dtype=bool)
-    for modality, (matrix, mask) in projected.items():
-        w = float(weights.get(modality, 1.0))
-        total += w * np.where(mask[:, None], matrix, 0.0).astype(np.float32)
-        have |= mask & (w > 0)
-    return unit_rows(total), have
+    for lo in range(0, len(first), FUSE_CHUNK):  # chunks: no full-size temporaries
+        part = slice(lo, lo + FUSE_CHUNK)
+        for modality, (matrix, mask) in projected.items():
+            w = float(weights.get(modality, 1.0))
+            total[part] += w * np.where(mask[part, None], matrix[part], 0.0).astype(np.float32)
+        total[part] = unit_rows(total[part])
+    for modality, (_, mask) in projected.items():
+        have |= mask & (float(weights.get(modality, 1.0)) > 0)
+    return total, have

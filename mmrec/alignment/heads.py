@@ -102,8 +102,8 @@ class HeadSet:
         out = []
         with torch.no_grad():
             for i in range(0, len(x), batch):
-                rows = torch.as_tensor(np.asarray(x[i:i + batch]), dtype=torch.float32,
-                                       device=self.device)
+                # a copy of the chunk: x may be a read-only memory map
+                rows = torch.as_tensor(np.array(x[i:i + batch], dtype=np.float32), device=self.device)
                 out.append(self(modality, rows).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.out_dim), np.float32)
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mmrec.store import Store
 
 BRIDGE_GRID = tuple(i / 10 for i in range(11))
+REPORT_GALLERY = 20_000  # validation items the final retrieval metrics rank (seeded sample beyond)
+PROJECT_CHUNK = 65_536  # item rows projected at a time
 
 
 @dataclass
@@ -76,13 +78,17 @@ class StoreArrays:
     norms: dict[str, np.ndarray]
 
     @classmethod
-    def read(cls, store: Store, modalities: list[str]) -> StoreArrays:
+    def read(cls, store: Store, modalities: list[str], writable: tuple[str, ...] = ()) -> StoreArrays:
+        """Matrices memory-mapped (training reads batches of rows, projection chunks),
+        except ``writable`` ones: an in-memory copy (``--tune`` rewrites the text rows)."""
         import numpy as np
 
         matrices, masks, norms = {}, {}, {}
         for m in modalities:
-            matrix, mask = store.matrix(m, mmap=False)
-            matrices[m], masks[m] = np.asarray(matrix, dtype=np.float32), mask.astype(bool)
+            matrix, mask = store.matrix(m, mmap=m not in writable)
+            # astype only if needed: np.asarray would turn a memmap into a plain view
+            matrices[m] = matrix if matrix.dtype == np.float32 else matrix.astype(np.float32)
+            masks[m] = mask.astype(bool)
             norms[m] = store.norms(m)
         return cls(list(store.ids), matrices, masks, norms)
 
@@ -201,6 +207,7 @@ class Plan:
     dim: int
     train_rows: np.ndarray
     val_rows: np.ndarray
+    gallery: np.ndarray  # the validation rows each check ranks: a bounded, seeded sample
     source: InitSource | None
     bridge: ImageNetBridge | None
     steps: int
@@ -231,7 +238,8 @@ class Projection:
 def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
     """Read the store and decide everything that does not need training."""
     from mmrec.alignment import init
-    from mmrec.alignment.train import resolve_steps
+    from mmrec.alignment.train import VAL_GALLERY, gallery_sample, resolve_steps
+    from mmrec.enums import TuneTarget
 
     notes: list[str] = []
 
@@ -241,7 +249,8 @@ def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
 
     modalities = _modalities(store, config)
     dim = _dim(store, config)
-    arrays = StoreArrays.read(store, modalities)
+    tuned = ("text",) if config.tune is not TuneTarget.NONE else ()
+    arrays = StoreArrays.read(store, modalities, writable=tuned)
     train_rows, val_rows = split_items(arrays.ids, config.val_split, config.seed)
     source = init.resolve(config, store, dim, log=note)
     if source is not None and source.config.get("aligner", {}).get("tuning"):
@@ -254,8 +263,9 @@ def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
     kept = [m for m in modalities if m in heads or (m == "image" and bridge)]
     if not kept:
         raise ConfigError("nothing to align: no modality has a head or a bridge")
-    return Plan(store, config, arrays, dim, train_rows, val_rows, source, bridge, steps, heads,
-                kept, tuple(notes))
+    gallery = gallery_sample(val_rows, VAL_GALLERY, config.seed)
+    return Plan(store, config, arrays, dim, train_rows, val_rows, gallery, source, bridge, steps,
+                heads, kept, tuple(notes))
 
 
 def initial_heads(plan: Plan, log: Any) -> HeadSet:
@@ -286,7 +296,7 @@ def train(plan: Plan, device: Any, progress: Progress) -> Trained:
     heads = initial_heads(plan, note).to(device)
     data = TrainData({m: plan.arrays.matrices[m] for m in plan.head_modalities},
                      {m: plan.arrays.masks[m] for m in plan.head_modalities},
-                     plan.train_rows, plan.val_rows)
+                     plan.train_rows, plan.gallery)
     if plan.steps > 0 and len(data.paired(plan.train_rows)) < 2:
         raise ConfigError("nothing to train on: fewer than two training items have "
                           "two modalities", hint="use --steps 0 to apply the initial heads")
@@ -320,20 +330,33 @@ def _bridge_weight(plan: Plan, trained: Trained,
     inherited = plan.source.bridge_weight if plan.source else None
     if trained.fit.steps == 0 and inherited is not None:
         return inherited, plan.source.label, {}  # zero-shot: no peeking at the pairs
-    scores = bridge_weight_scores(projector, plan.arrays, plan.val_rows)
+    scores = bridge_weight_scores(projector, plan.arrays, plan.gallery)
     if scores:
         return max(scores, key=lambda w: (scores[w], -w)), "validation", scores
     return (inherited if inherited is not None else 0.5), "default (no validation pairs)", {}
 
 
 def project(plan: Plan, projector: Projector) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every item's pivot-space rows per modality (zeros where absent), ``PROJECT_CHUNK``
+    rows at a time into one array: a modality's projection is its only full-size copy."""
     import numpy as np
+
+    from mmrec.store import release
 
     out = {}
     for m in plan.modalities:
-        matrix, mask = plan.arrays.matrices[m], plan.arrays.masks[m]
-        projected = projector.project(m, matrix, plan.arrays.norms[m])
-        out[m] = (np.where(mask[:, None], projected, 0.0).astype(np.float32), mask)
+        matrix, mask, norms = plan.arrays.matrices[m], plan.arrays.masks[m], plan.arrays.norms[m]
+        projected = None
+        for lo in range(0, len(matrix), PROJECT_CHUNK):
+            part = projector.project(m, matrix[lo:lo + PROJECT_CHUNK], norms[lo:lo + PROJECT_CHUNK])
+            if projected is None:
+                projected = np.empty((len(matrix), part.shape[1]), dtype=np.float32)
+            projected[lo:lo + len(part)] = part
+            release(matrix)  # read once: its pages need not stay resident
+        if projected is None:
+            projected = np.zeros((0, plan.dim), dtype=np.float32)
+        projected[~mask] = 0.0
+        out[m] = (projected, mask)
     return out
 
 
@@ -342,17 +365,20 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
     from mmrec.alignment.aligner import write_aligner
     from mmrec.alignment.fusion import fuse
     from mmrec.alignment.retrieval import retrieval_metrics
+    from mmrec.alignment.train import gallery_sample
 
     projected = project(plan, chosen.projector)
     fused, have = fuse(projected, plan.config.fusion)
     keep = have.nonzero()[0]
     ids = [plan.arrays.ids[i] for i in keep]
-    projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
+    if len(keep) < len(have):  # no copy of every matrix when every item is kept
+        fused = fused[keep]
+        projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
     val = set(plan.arrays.ids[i] for i in plan.val_rows)
     val_rows = _rows_of(ids, val)
-    metrics = retrieval_metrics(projected, val_rows)
+    metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed))
     info = _info(plan, trained, chosen, metrics)
-    contents = _contents(plan.store, ids, projected, fused[keep], val, plan.config, info)
+    contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
     if trained.tuned is not None:
         contents.tuned[trained.tuned.modality] = {
             k: v.to("cpu").contiguous() for k, v in trained.tuned.state().items()}

@@ -4,6 +4,11 @@ Heads fitted on a few thousand pairs overfit after ~100-300 steps (measured here
 every ``eval_every`` steps the validation split's mean cross-modal R@10 is computed;
 the best weights are kept (step 0, the initial heads, included) and training stops
 after ``patience`` checks without improvement.
+
+A step costs what its batch costs, not what the catalog costs: each batch's rows are
+gathered from the (memory-mapped) store matrices, which never go whole to the device,
+and a check ranks a fixed, seeded sample of at most VAL_GALLERY validation items
+against each other, however many items are held out.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from mmrec.alignment.losses import has_pairs, multimodal_info_nce
 from mmrec.alignment.retrieval import validation_score as score_pairs
 from mmrec.progress import NullProgress, Progress
 from mmrec.runtime import autocast, one_cpu_thread
+from mmrec.store import release
 
 if TYPE_CHECKING:
     import numpy as np
@@ -26,9 +32,27 @@ if TYPE_CHECKING:
     from mmrec.alignment.tune import TunedText
 
 
+VAL_GALLERY = 5_000  # validation items ranked at each check (a seeded sample beyond)
+RELEASE_EVERY = 32  # steps between drops of the memory-mapped matrices' resident pages
+
+
+def gallery_sample(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """A fixed, seeded sample of at most ``limit`` of ``rows`` (sorted), all of them if fewer:
+    the same items at every check, so checks stay comparable and cost what ``limit`` costs."""
+    import numpy as np
+
+    if len(rows) <= limit:
+        return rows
+    return np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+
+
 @dataclass
 class TrainData:
-    """Per-modality unit encoder rows and presence masks, with the split as row numbers."""
+    """Per-modality unit encoder rows and presence masks, with the split as row numbers.
+
+    ``matrices`` may be memory-mapped: only batches and validation rows are read.
+    ``val`` are the rows validation checks rank (see :func:`gallery_sample`).
+    """
 
     matrices: dict[str, np.ndarray]
     masks: dict[str, np.ndarray]
@@ -73,13 +97,20 @@ def validation_score(heads: HeadSet, data: TrainData) -> tuple[float, float]:
     return score_pairs(projected, np.arange(len(data.val)), k=10)
 
 
-def _tensors(data: TrainData, device: torch.device) -> tuple[dict[str, Any], dict[str, Any]]:
+def _masks(data: TrainData, device: torch.device) -> dict[str, Any]:
+    """The presence masks on ``device`` (a byte per item: the matrices stay where they are)."""
     import torch
 
-    x = {m: torch.as_tensor(data.matrices[m], dtype=torch.float32, device=device)
-         for m in data.matrices}
-    present = {m: torch.as_tensor(data.masks[m], device=device) for m in data.masks}
-    return x, present
+    return {m: torch.as_tensor(data.masks[m], device=device) for m in data.masks}
+
+
+def gather(matrix: np.ndarray, rows: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``matrix[rows]`` on ``device``: one batch read from a (memory-mapped) matrix."""
+    import numpy as np
+    import torch
+
+    picked = np.asarray(matrix[rows.cpu().numpy()], dtype=np.float32)
+    return torch.from_numpy(picked).to(device)
 
 
 def _batches(rows: np.ndarray, batch_size: int, seed: int):
@@ -159,7 +190,7 @@ class _Loop:
                  device: torch.device, rows: np.ndarray, tuned: TunedText | None = None,
                  total: int = 1) -> None:
         self.heads, self.data, self.config, self.device = heads, data, config, device
-        self.x, self.present = _tensors(data, device)
+        self.present = _masks(data, device)
         self.tuned = tuned
         self.optimizer, self.schedule = _optimizer(heads, config, tuned, total)
         self.batches = _batches(rows, min(config.batch_size, len(rows)), config.seed)
@@ -173,14 +204,14 @@ class _Loop:
         present = {m: self.present[m][index] for m in self.present}
         with autocast(self.device, self.config.precision):  # forward only; backward follows
             vectors = {m: dist.gather_rows(self.heads(m, self._inputs(m, mine)), len(index))
-                       for m in self.x}
+                       for m in self.data.matrices}
             return multimodal_info_nce(vectors, present, self.heads.scale())
 
     def _inputs(self, modality: str, rows: torch.Tensor) -> torch.Tensor:
         """The batch's encoder vectors: from the store, or re-encoded by the tuned encoder."""
         if self.tuned is not None and modality == self.tuned.modality:
             return self.tuned.vectors(rows)
-        return self.x[modality][rows]
+        return gather(self.data.matrices[modality], rows, self.device)
 
     def _validate(self) -> tuple[float, float]:
         if self.tuned is not None:  # the held-out texts as the encoder now embeds them
@@ -195,6 +226,9 @@ class _Loop:
                          next(self.batches), self.device)
             self.schedule.step()
             result.steps = step
+            if step % RELEASE_EVERY == 0:  # pages of the memory-mapped matrices batches read
+                for matrix in self.data.matrices.values():
+                    release(matrix)
             if validate and (step % self.config.eval_every == 0 or step == total):
                 score = dist.from_main(self._validate)
                 r10 = score[0]

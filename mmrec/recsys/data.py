@@ -20,6 +20,7 @@ from mmrec.recsys.splits import TEST, TRAIN, VALID, Split
 from mmrec.store import Store, check_store, open_store
 
 FUSED = "fused"
+CONTENT_CHUNK = 65_536  # item rows copied at a time when the content is assembled
 PART_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
 
 
@@ -34,17 +35,26 @@ class Content:
 
 def store_content(store: Store, ids: list[str] | None = None) -> Content:
     """The store's modalities concatenated for ``ids`` (default: every item)."""
+    every = ids is None or list(ids) == list(store.ids)
     ids = list(store.ids) if ids is None else ids
-    rows = np.array([store.row(i) for i in ids], dtype=np.int64)
-    blocks, parts, start = {}, [], 0
-    for modality in store.modalities:
-        matrix, _ = store.matrix(modality)  # absent rows are zeros already
-        parts.append(np.asarray(matrix[rows], dtype=np.float32))
+    matrices = [store.matrix(modality)[0] for modality in store.modalities]  # zeros where absent
+    if not matrices:
+        raise StoreError(f"store {store.path} holds no vectors")
+    blocks, start = {}, 0
+    for modality, matrix in zip(store.modalities, matrices, strict=True):
         blocks[modality.value] = (start, start + matrix.shape[1])
         start += matrix.shape[1]
-    if not parts:
-        raise StoreError(f"store {store.path} holds no vectors")
-    return Content(ids, np.concatenate(parts, axis=1), blocks, store)
+    if every and len(matrices) == 1 and matrices[0].dtype == np.float32:
+        # the store's own memory map: a trainer gathers its batches' rows from it, so a
+        # million-item catalog is not copied into memory (twice, as a gather then a concat)
+        return Content(ids, matrices[0], blocks, store)
+    rows = np.array([store.row(i) for i in ids], dtype=np.int64)
+    out = np.empty((len(ids), start), dtype=np.float32)
+    for modality, matrix in zip(store.modalities, matrices, strict=True):
+        lo, hi = blocks[modality.value]
+        for at in range(0, len(rows), CONTENT_CHUNK):  # filled in place, chunk by chunk
+            out[at:at + CONTENT_CHUNK, lo:hi] = matrix[rows[at:at + CONTENT_CHUNK]]
+    return Content(ids, out, blocks, store)
 
 
 def aligner_content(aligner: str | Path, store: str | Path | None = None) -> Content:

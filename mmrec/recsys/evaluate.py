@@ -6,7 +6,9 @@ items. Their training items (and, for the test part, validation items) are remov
 before ranking; ties are broken by item row (see mmrec.metrics.top_k). Scores are
 made USER_CHUNK users x ITEM_CHUNK items at a time with a running top-K, so memory
 does not grow with the catalog; validation during training ranks a fixed, seeded
-sample of at most VALID_USERS users.
+sample of at most VALID_USERS users, fewer on a large catalog (VALID_SCORES user-item
+scores at most, MIN_VALID_USERS users at least), so an epoch's check does not cost
+more than its steps.
 
 ``--test FILE`` evaluates on interactions from elsewhere instead (the users' later
 behaviour, e.g. for a model trained with ``--no-test``): each known user is served
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 USER_CHUNK = 1024  # users scored together: one matrix product per item chunk
 ITEM_CHUNK = 16_384  # items per product: a 1024 x 16384 float32 block is 64 MB at any catalog size
 VALID_USERS = 10_000  # validation during training ranks at most this many users (seeded sample)
+# ... and at most this many user-item scores: at 1M items 2,000 users (measured: ~5% of
+# an epoch's steps), at 100k or fewer items all VALID_USERS
+VALID_SCORES = 2_000_000_000
+MIN_VALID_USERS = 1_000  # however large the catalog: below this the metric gets noisy
 
 
 def rank(scorer: Scorer, data: Data, part: int, k: int,
@@ -92,13 +98,41 @@ def chunked_top_k(queries: np.ndarray, items: np.ndarray, candidates: np.ndarray
         scores = (queries @ items[candidates[lo:hi]].T).astype(np.float32, copy=False)
         inside = (ex_cols >= lo) & (ex_cols < hi)
         scores[ex_users[inside], ex_cols[inside] - lo] = -np.inf
-        top = top_k(scores, k)
+        top = _chunk_top_k(scores, k)
         cols = np.concatenate([best_cols, top + lo], axis=1)
         vals = np.concatenate([best, np.take_along_axis(scores, top, axis=1)], axis=1)
         vals = np.where(np.isnan(vals), -np.inf, vals)
         order = np.lexsort((cols, -vals), axis=1)[:, :k]
         best_cols, best = np.take_along_axis(cols, order, 1), np.take_along_axis(vals, order, 1)
     return best_cols, best
+
+
+def _chunk_top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """:func:`mmrec.metrics.top_k` of one chunk (ties by lower column), through torch.topk:
+    a partial selection ~4x faster than argpartition here (1024 x 16384 scores, one
+    thread). topk's order among tied scores is unspecified, so rows where more than
+    ``k`` columns reach the k-th score (ties at the cut, -inf rows) are re-picked exactly."""
+    import torch
+
+    k = min(k, scores.shape[1])
+    if k == 0 or not scores.size:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64)
+    if np.isnan(scores).any():  # NaN ranks as excluded (topk would rank it first)
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    values, best = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=False)
+    values, best = values.numpy(), best.numpy()
+    kth = values.min(axis=1, keepdims=True)
+    straddle = np.flatnonzero((scores >= kth).sum(axis=1) > k)
+    order = np.lexsort((best, -values), axis=1)
+    out = np.take_along_axis(best, order, axis=1)
+    if straddle.size:
+        out[straddle] = top_k(scores[straddle], k)
+    return out
+
+
+def validation_limit(n_candidates: int) -> int:
+    """How many users validation ranks against ``n_candidates`` items (see VALID_SCORES)."""
+    return min(VALID_USERS, max(MIN_VALID_USERS, VALID_SCORES // max(n_candidates, 1)))
 
 
 def sample_users(data: Data, part: int, limit: int | None = None, seed: int = 0) -> np.ndarray | None:
@@ -126,8 +160,10 @@ def rank_metrics(scorer: Scorer, data: Data, part: int = TEST, ks: Sequence[int]
 
 
 def validation_metrics(scorer: Scorer, data: Data, ks: Sequence[int], seed: int = 0) -> dict[str, Any]:
-    """:func:`rank_metrics` on the validation part, over at most VALID_USERS seeded users."""
-    return rank_metrics(scorer, data, VALID, ks, sample_users(data, VALID, seed=seed))
+    """:func:`rank_metrics` on the validation part, over a seeded sample of at most
+    :func:`validation_limit` users."""
+    limit = validation_limit(len(data.split.candidates(VALID, data.n_items)))
+    return rank_metrics(scorer, data, VALID, ks, sample_users(data, VALID, limit, seed))
 
 
 def evaluate(path: str | Path, part: str = "test", ks: Sequence[int] = KS,

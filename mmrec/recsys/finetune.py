@@ -33,7 +33,8 @@ def fine_tune(config: dict[str, Any], scorer: TwoTowerScorer, data: Data, conten
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in config.items() if k in names}).resolved()
     seed_everything(cfg.seed)
-    trainer = TwoTowerTrainer(data, content, cfg, resolve_device(device))
+    # dense ids: the AdamW below updates every parameter (a few steps, no lazy updates)
+    trainer = TwoTowerTrainer(data, content, cfg, resolve_device(device), sparse_ids=False)
     _load(trainer.net, scorer)
     # where the new interactions sit among the trainer's (training) pairs
     picks = np.searchsorted(np.flatnonzero(data.split.part == TRAIN), new_rows)

@@ -119,6 +119,7 @@ class PrivateTwoTowerTrainer(TwoTowerTrainer):
     """:class:`TwoTowerTrainer`'s model and export, trained by DP-SGD over users."""
 
     selects_epoch = False  # the last epoch is released: choosing one would read validation data
+    sparse_ids = False  # opacus computes per-sample gradients of dense tables
 
     def __init__(self, data: Data, content: np.ndarray, cfg: TrainConfig, device: torch.device) -> None:
         import torch

@@ -24,7 +24,7 @@ from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
 from mmrec.recsys.config import INTERACTIONS_ONLY, VALID_METRIC, TrainConfig
 from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
-from mmrec.recsys.evaluate import rank_metrics, validation_metrics
+from mmrec.recsys.evaluate import validation_metrics
 from mmrec.recsys.scoring import Scorer
 from mmrec.recsys.splits import TRAIN, VALID, make_split
 
@@ -46,6 +46,9 @@ class TrainReport:
     curve: list[dict[str, float]] = field(default_factory=list)
     privacy: dict[str, Any] | None = None  # DP-SGD: the epsilon and delta actually spent
     tuning: dict[str, Any] = field(default_factory=dict)  # chosen hyper-parameters and trials
+    # seconds per phase: reading, the training steps, validation, the final metrics and
+    # writing: where a large catalog's time goes (steps cost the batch, the rest the catalog)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -85,11 +88,17 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
     advance = progress.task(f"train {cfg.model.value}", cfg.epochs)
     best, best_metric, best_epoch, stale, curve = None, -math.inf, 0, 0, []
     for epoch in range(1, cfg.epochs + 1):
+        started, cpu = time.perf_counter(), time.process_time()  # CPU: a busy box inflates wall
         loss = trainer.epoch(rng)
+        stepped, cpu = time.perf_counter(), time.process_time() - cpu
         scorer = trainer.export()
+        exported = time.perf_counter()
         # rank 0's metric on every rank, so every rank stops at the same epoch
         metric = dist.from_main(partial(_valid_metric, scorer, data, cfg.seed)) if validate else math.nan
-        curve.append({"epoch": epoch, "loss": _finite(loss), VALID_METRIC: _finite(metric)})
+        curve.append({"epoch": epoch, "loss": _finite(loss), VALID_METRIC: _finite(metric),
+                      "seconds": round(stepped - started, 3), "cpu_s": round(cpu, 3),
+                      "export_s": round(exported - stepped, 3),
+                      "valid_s": round(time.perf_counter() - exported, 3)})
         advance(1, loss=loss, **{f"valid {VALID_METRIC}": metric})
         if not math.isfinite(loss):
             raise ConfigError(f"training diverged at epoch {epoch} (loss {loss})",
@@ -217,10 +226,14 @@ def train(
         progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
     data = _data(content.ids if content else found.distinct_items(), found, cfg)
     cfg = asked.resolved(int((data.split.part == TRAIN).sum()))
+    read_s = time.perf_counter() - started
     scorer, info = fit(data, content, cfg, progress)
+    fitted = time.perf_counter()
     cfg = dataclasses.replace(cfg, **info.get("tuning", {}).get("chosen", {}))  # recorded as fitted
-    valid = rank_metrics(scorer, data, VALID, (10, 20)) if (data.split.part == VALID).any() else {}
+    # the validation users training selected on (a seeded sample when there are many)
+    valid = validation_metrics(scorer, data, (10, 20), cfg.seed) if (data.split.part == VALID).any() else {}
     valid = {k: round(v, 5) for k, v in valid.items() if k.split("@")[0] in ("recall", "ndcg", "hit")}
+    scored = time.perf_counter()
     source = {"aligner": str(Path(aligner).resolve()) if aligner else None,
               "blocks": {k: list(v) for k, v in content.blocks.items()} if content else {}}
     report = TrainReport(
@@ -230,11 +243,19 @@ def train(
         device=info.get("device", "-"), curve=info.get("curve", []), privacy=info.get("privacy"),
         tuning=info.get("tuning", {}),
     )
+    curve = info.get("curve", [])
+    report.timings = {"read": read_s, "steps": sum(c["seconds"] for c in curve),
+                      "steps_cpu": sum(c["cpu_s"] for c in curve),
+                      "export": sum(c["export_s"] for c in curve),
+                      "validation": sum(c["valid_s"] for c in curve),
+                      "fit": fitted - started - read_s, "final_valid": scored - fitted}
     report.seconds = time.perf_counter() - started
     extra = {"content": source, "interactions": str(Path(interactions).resolve()),
              "report": {k: v for k, v in report.as_dict().items() if k != "curve"},
              "privacy": {**(privacy_record(secret) if secret is not None else {"anonymized": False}),
                          "dp": report.privacy}}
     # rank 0 writes the model; the others wait until it is in place
+    saving = time.perf_counter()
     dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer, data, extra))
+    report.timings = {k: round(v, 3) for k, v in {**report.timings, "save": time.perf_counter() - saving}.items()}
     return report
