@@ -23,6 +23,7 @@ from mmrec.enums import ModelKind
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
 from mmrec.recsys.config import INTERACTIONS_ONLY, VALID_METRIC, TrainConfig
+from mmrec.recsys.content_tune import ContentTuning
 from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
 from mmrec.recsys.evaluate import rank_metrics, validation_metrics
 from mmrec.recsys.scoring import Scorer
@@ -46,6 +47,7 @@ class TrainReport:
     curve: list[dict[str, float]] = field(default_factory=list)
     privacy: dict[str, Any] | None = None  # DP-SGD: the epsilon and delta actually spent
     tuning: dict[str, Any] = field(default_factory=dict)  # chosen hyper-parameters and trials
+    text_tuning: dict[str, Any] | None = None  # --tune text: the encoder, layers, lr, tensors
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -160,8 +162,9 @@ TRAINERS = {ModelKind.BPR: _bpr, ModelKind.TWOTOWER: _twotower}  # epochs with e
 
 
 def fit(data: Data, content: Content | None, cfg: TrainConfig,
-        progress: Progress) -> tuple[Scorer, dict[str, Any]]:
-    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
+        progress: Progress, tune: ContentTuning | None = None) -> tuple[Scorer, dict[str, Any]]:
+    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info.
+    ``tune``: the twotower also tunes the items' text encoder (``--tune text``)."""
     if cfg.model in CLOSED_FORM:
         return CLOSED_FORM[cfg.model](data, content), {}
     if cfg.model in TUNED:
@@ -174,9 +177,33 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     device = dist.setup(cfg.device)  # under torchrun: joins the ranks (DDP in the trainer)
     seed_everything(cfg.seed)
     trainer = TRAINERS[cfg.model](data, content, cfg, device)
+    tuning = None
+    if tune is not None:
+        from mmrec.recsys.content_tune import TunedContent
+
+        tuning = TunedContent(content, tune, cfg.seed, device)
+        tuning.attach(trainer, trainer.steps_per_epoch * cfg.epochs)
     scorer, info = _fit(trainer, data, cfg, progress)
+    if tuning is not None:
+        info["text_tuning"] = tuning.info()
     spent = trainer.spent() if hasattr(trainer, "spent") else None
     return scorer, {**info, "device": str(device), "privacy": spent}
+
+
+def _check_tune(tune: ContentTuning | None, cfg: TrainConfig, store: Any, aligner: Any) -> None:
+    """Every reason ``--tune text`` cannot run, as one line, before any work."""
+    if tune is None:
+        return
+    tune.check()
+    if cfg.model is not ModelKind.TWOTOWER:
+        raise ConfigError(f"--tune text trains the twotower's item text, not --model {cfg.model.value}")
+    if cfg.dp_epsilon is not None:
+        raise ConfigError("--tune text and --dp-epsilon exclude each other",
+                          hint="DP-SGD accounts for the twotower's own parameters only")
+    if aligner is not None or store is None:
+        raise ConfigError("--tune text needs --store (the items' text vectors), not --aligner")
+    if dist.world().size > 1:
+        raise ConfigError("--tune text runs in one process, not under torchrun")
 
 
 def train(
@@ -187,11 +214,13 @@ def train(
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     key: str | Path | None = None,
+    tune: ContentTuning | None = None,
 ) -> TrainReport:
     """Train a recommender and write it to ``out``; returns what was read, split and fitted.
 
     ``key``: a key file (created if absent, never inside ``out``): the model then holds
-    user ids only as keyed hashes (see mmrec.privacy).
+    user ids only as keyed hashes (see mmrec.privacy). ``tune``: also tune the items'
+    text encoder's top layers on behaviour (twotower from a store; mmrec.recsys.content_tune).
     """
     from mmrec.privacy import anonymize, load_key, privacy_record
     from mmrec.recsys.model import save_model
@@ -202,6 +231,7 @@ def train(
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
     check_out(Path(out), Kind.MODEL)
+    _check_tune(tune, cfg, store, aligner)
     secret = load_key(key, out, create=True) if key is not None else None
     progress = progress if progress and dist.world().main else NullProgress()
     content = _content(store, aligner, cfg.model)
@@ -213,7 +243,7 @@ def train(
         progress.log(f"skipped {found.unknown_items} interactions on items absent from the store")
     data = _data(content.ids if content else list(dict.fromkeys(found.items)), found, cfg)
     cfg = asked.resolved(int((data.split.part == TRAIN).sum()))
-    scorer, info = fit(data, content, cfg, progress)
+    scorer, info = fit(data, content, cfg, progress, tune)
     cfg = dataclasses.replace(cfg, **info.get("tuning", {}).get("chosen", {}))  # recorded as fitted
     valid = rank_metrics(scorer, data, VALID, (10, 20)) if (data.split.part == VALID).any() else {}
     valid = {k: round(v, 5) for k, v in valid.items() if k.split("@")[0] in ("recall", "ndcg", "hit")}
@@ -224,7 +254,7 @@ def train(
         users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
         epochs=info.get("epochs", 0), best_epoch=info.get("best_epoch", 0),
         device=info.get("device", "-"), curve=info.get("curve", []), privacy=info.get("privacy"),
-        tuning=info.get("tuning", {}),
+        tuning=info.get("tuning", {}), text_tuning=info.get("text_tuning"),
     )
     report.seconds = time.perf_counter() - started
     extra = {"content": source, "interactions": str(Path(interactions).resolve()),
@@ -232,5 +262,9 @@ def train(
              "privacy": {**(privacy_record(secret) if secret is not None else {"anonymized": False}),
                          "dp": report.privacy}}
     # rank 0 writes the model; the others wait until it is in place
-    dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer, data, extra))
+    from mmrec.recsys.content_tune import WEIGHTS
+
+    tensors = {WEIGHTS: scorer.tuned_text} if getattr(scorer, "tuned_text", None) else None
+    dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer,
+                                      data, extra, tensors))
     return report
