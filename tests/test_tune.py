@@ -105,7 +105,7 @@ def test_the_cli_says_what_was_tuned(store, tmp_path):
     result = runner.invoke(app, ["align", str(store), "--out", str(tmp_path / "al"), "--tune",
                                  "text", "--steps", "3", "--batch-size", "8", "--from-scratch"])
     assert result.exit_code == 0, result.output
-    assert "tuned: top 2 layers, lr 2e-05, 20 warm-up steps" in result.output
+    assert "tuned: top 2 layers (layers), lr 2e-05, 20 warm-up steps" in result.output
 
 
 def test_item_text_vectors_come_from_the_tuned_encoder(tuned, bert):
