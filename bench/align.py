@@ -15,10 +15,12 @@ Per dataset, two aligners over the same seeded 80/20 split by item:
   has no audio rows.
 - ``fitted``: ``mmrec.align(store, out)``: heads fitted on the 80% (starting from the
   shipped ones), early stopping and the bridge weight chosen on the 20%.
-- ``tuned`` (``--tune``): ``mmrec.align(store, out, tune="text", init=<fitted>)``: the
-  fitted heads trained further with the text encoder's top layers unfrozen (LiT: a
-  locked image tower, a tuned text tower); same split and seed. Starting from the
-  fitted heads keeps the (CPU-costly) tuned run short.
+- ``tuned`` (``--tune``): ``mmrec.align(store, out, tune="text", init=<fitted>, lr=1e-5,
+  tune_lr=5e-5)``: the fitted heads trained further, at a small lr, with the text
+  encoder's top layers unfrozen (LiT: a locked image tower, a tuned text tower); same
+  split and seed (``--tune-option tune='"image"'``: the image encoder's top blocks, the
+  text tower locked). Starting from the fitted heads keeps the (CPU-costly) tuned run
+  short.
 
 Both are measured on the 20% (``mmrec.evaluate``). The reference is chance
 (``K / gallery``); each recall is also printed as a multiple of it. Note: the fitted
@@ -75,7 +77,11 @@ def run(name: str, store: Path, tune: dict | None = None) -> dict:
     settings = [("zero-shot", {"steps": 0}), ("fitted", {})]
     if tune is not None:
         fitted = str(DATA / name / "aligner-fitted")
-        settings.append(("tuned", {"tune": "text", "init": fitted, **tune}))
+        # the fitted heads already hold the training pairs: at their own lr (1e-3) they
+        # re-memorise them and the encoder learns nothing that generalises; at 1e-5 the
+        # tuned encoder carries the run (OpenMoji validation R@10 0.623 -> 0.641, rising)
+        settings.append(("tuned", {"tune": "text", "init": fitted, "lr": 1e-5, "tune_lr": 5e-5,
+                                   **tune}))
     for setting, options in settings:
         out = DATA / name / f"aligner-{setting}"
         started = time.perf_counter()

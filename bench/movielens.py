@@ -78,7 +78,6 @@ def random_expectation(model_dir: Path, k: int = 20) -> float:
 def run(split: str, model: str, store_dir: Path, inter: Path, device: str, seed: int) -> dict:
     import mmrec
     from mmrec.recsys.config import TrainConfig
-
     from mmrec.recsys.content_tune import ContentTuning
 
     out = RESULTS / "movielens" / f"{split}-{model}" / f"seed{seed}"
