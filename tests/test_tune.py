@@ -486,3 +486,32 @@ def test_train_tune_text_needs_the_stores_text(tmp_path):
     line = _fails("train", "--store", store, "--interactions", inter, "--out", tmp_path / "m",
                   "--tune", "text", *TRAIN_FAST)
     assert "cannot be tuned" in line and not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_align_tune_image_round_trips_to_image_queries(tmp_path):
+    import mmrec
+    from mmrec.query import Query
+
+    root = tmp_path / "cat"
+    catalog = _catalog(root, 10)
+    result = runner.invoke(app, ["encode", str(catalog), "--out", str(tmp_path / "store"),
+                                 "--text-encoder", FAKE_ENCODERS["text"],
+                                 "--image-encoder", "builtin:efficientnet-lite0"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "al"
+    report = mmrec.align(tmp_path / "store", out, tune="image", tune_layers=1, tune_lr=1e-2,
+                         steps=4, batch_size=8, val_split=0, from_scratch=True)
+    saved = load_file(out / "tuned-image.safetensors")
+    assert saved and all(n.startswith(("_conv_head.", "_bn1.")) for n in saved)
+    from mmrec.alignment.tune import tunable_encoder
+
+    pretrained = tunable_encoder("builtin:efficientnet-lite0", "image")
+    pretrained.load(torch.device("cpu"))
+    original = pretrained.model.state_dict()
+    assert any(not torch.equal(saved[n], original[n]) for n in saved)  # so the query test can fail
+    assert report.tuning["modality"] == "image"
+    ids = json.loads((out / "ids.json").read_text())
+    stored = np.load(out / "vectors" / "image.npy")[ids.index("item3")]
+    vector = mmrec.open(out)._vector(Query(image=root / "img" / "3.png"))
+    np.testing.assert_allclose(vector, stored, atol=1e-4)
