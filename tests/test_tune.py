@@ -515,3 +515,33 @@ def test_align_tune_image_round_trips_to_image_queries(tmp_path):
     stored = np.load(out / "vectors" / "image.npy")[ids.index("item3")]
     vector = mmrec.open(out)._vector(Query(image=root / "img" / "3.png"))
     np.testing.assert_allclose(vector, stored, atol=1e-4)
+
+
+def test_update_places_new_items_with_the_tuned_text_encoder(bert, tmp_path):
+    from mmrec.recsys.content_tune import tuned_content
+    from mmrec.recsys.data import store_content
+    from mmrec.recsys.model import load_model
+    from mmrec.store import Store
+
+    store = _encode(_catalog(tmp_path / "cat", 20), tmp_path / "store", f"hf:{bert}")
+    inter = _interactions(tmp_path / "inter.csv", n_items=20)
+    ok = runner.invoke(app, ["train", "--store", str(store), "--interactions", str(inter), "--out",
+                             str(tmp_path / "m"), "--tune", "text", "--tune-lr", "5e-2",
+                             "--tune-warmup", "1", *TRAIN_FAST])
+    assert ok.exit_code == 0, ok.output
+    _encode(_catalog(tmp_path / "cat2", 24), store, f"hf:{bert}")  # 4 new items in the store
+    new_inter = tmp_path / "new.csv"
+    new_inter.write_text("user,item,rating,timestamp\nu0,item1,4,9999\n")
+    result = runner.invoke(app, ["update", str(tmp_path / "m"), "--interactions", str(new_inter),
+                                 "--out", str(tmp_path / "m2")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m2" / "tuned-text.safetensors").read_bytes() == \
+        (tmp_path / "m" / "tuned-text.safetensors").read_bytes()
+    updated = load_model(tmp_path / "m2")
+    new = [f"item{i}" for i in range(20, 24)]
+    rows = np.array([updated.item_row(i) for i in new])
+    content = store_content(Store.open(store), new)
+    expected = updated.scorer.content_vectors(tuned_content(tmp_path / "m", content).matrix, rows)
+    untuned = updated.scorer.content_vectors(content.matrix, rows)
+    np.testing.assert_allclose(updated.scorer.items[rows], expected, atol=1e-4)
+    assert np.abs(updated.scorer.items[rows] - untuned).max() > 1e-4
