@@ -48,7 +48,7 @@ def align(
     device: DeviceChoice = typer.Option(_DEVICE, help=DEVICE_HELP),
     precision: Precision = typer.Option(_D.precision, help="Training precision: auto is bf16 autocast on CUDA where supported, fp32 elsewhere."),
     index: IndexType = typer.Option(_D.index, help=INDEX_HELP),
-    tune: TuneTarget = typer.Option(_D.tune, help="text: also tune the text encoder's top layers (LiT), re-encoding each batch's texts; image: the image encoder's top blocks, text locked. Saved in the aligner and used for queries. From --init <fitted aligner>, give the heads a small --lr (1e-5): at 1e-3 they re-memorise the training pairs."),
+    tune: TuneTarget = typer.Option(_D.tune, help="text: also tune the text encoder's top layers (LiT), re-encoding each batch's texts; image: the image encoder's top blocks, text locked. Saved in the aligner and used for queries. From --init FITTED (an aligner), give the heads a small --lr (1e-5): at 1e-3 they re-memorise the training pairs."),
     tune_layers: int = typer.Option(_D.tune_layers, min=1, help="With --tune: transformer layers unfrozen, from the top."),
     tune_lr: float = typer.Option(_D.tune_lr, min=0.0, help="With --tune: peak learning rate of the unfrozen layers (heads keep --lr)."),
     tune_warmup: int = typer.Option(_D.tune_warmup, min=0, help="With --tune: linear warm-up steps before the cosine decay."),
