@@ -228,11 +228,14 @@ def trainable_top(model: torch.nn.Module, layers: int, kind: TuneParams,
     from torch.nn.utils import parametrize
 
     top = {n.rsplit(".", 1)[0] for n in params}
-    for name, module in list(model.named_modules()):
-        if (name in top and isinstance(module, torch.nn.Linear)
-                and name.rsplit(".", 1)[-1] in LORA_TARGETS):
-            parametrize.register_parametrization(
-                module, "weight", low_rank(module.out_features, module.in_features, rank))
+    targets = [m for name, m in model.named_modules() if name in top and isinstance(m, torch.nn.Linear)
+               and name.rsplit(".", 1)[-1] in LORA_TARGETS]
+    if not targets:
+        raise ConfigError(f"--tune-params lora: no attention query/value projection in the top "
+                          f"{layers} layers of {type(model).__name__}", hint="use layers or bitfit")
+    for module in targets:
+        parametrize.register_parametrization(
+            module, "weight", low_rank(module.out_features, module.in_features, rank))
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
