@@ -15,10 +15,12 @@ Per dataset, two aligners over the same seeded 80/20 split by item:
   has no audio rows.
 - ``fitted``: ``mmrec.align(store, out)``: heads fitted on the 80% (starting from the
   shipped ones), early stopping and the bridge weight chosen on the 20%.
-- ``tuned`` (``--tune``): ``mmrec.align(store, out, tune="text", init=<fitted>)``: the
-  fitted heads trained further with the text encoder's top layers unfrozen (LiT: a
-  locked image tower, a tuned text tower); same split and seed. Starting from the
-  fitted heads keeps the (CPU-costly) tuned run short.
+- ``tuned`` (``--tune``): ``mmrec.align(store, out, tune="text", tune_lr=5e-5)``: as
+  ``fitted`` (from the shipped heads, same split and seed), with the text encoder's top
+  2 layers unfrozen and trained together with the heads (LiT: a locked image tower, a
+  tuned text tower). ``--tune-option init=...`` starts from other heads (the fitted
+  aligner is ``bench/data/<name>/aligner-fitted``); ``--tune-option tune='"image"'``
+  tunes the image encoder's top blocks with the text tower locked.
 
 Both are measured on the 20% (``mmrec.evaluate``). The reference is chance
 (``K / gallery``); each recall is also printed as a multiple of it. Note: the fitted
@@ -48,6 +50,7 @@ KS = (1, 5, 10)
 GOALS = [  # (dataset, setting, pair, metric, at least)
     ("tuxpaint", "fitted", "text->image", "recall@10", 0.60),
     ("openmoji", "fitted", "text->image", "recall@10", 0.50),
+    ("openmoji", "tuned", "text->image", "recall@10", 0.72),  # issue 10: --tune
 ]
 AUDIO_TIMES_CHANCE = 3.0  # every fitted audio<->text direction, at every K where possible
 
@@ -73,8 +76,11 @@ def run(name: str, store: Path, tune: dict | None = None) -> dict:
     results = {}
     settings = [("zero-shot", {"steps": 0}), ("fitted", {})]
     if tune is not None:
-        fitted = str(DATA / name / "aligner-fitted")
-        settings.append(("tuned", {"tune": "text", "init": fitted, **tune}))
+        # chosen on validation (bench/README): from the fitted heads, which already hold
+        # the training pairs, the tuned encoder learns little (val R@10 0.623 -> 0.640 with
+        # the heads at lr 1e-5; flat at their 1e-3); heads and encoder trained together
+        # from the shipped heads, as `fitted` trains the heads, reach 0.647
+        settings.append(("tuned", {"tune": "text", "tune_lr": 5e-5, **tune}))
     for setting, options in settings:
         out = DATA / name / f"aligner-{setting}"
         started = time.perf_counter()
@@ -178,7 +184,7 @@ def _row(name: str, setting: str, pair: str, m: dict | None, modalities: list[st
 def goals(all_results: dict) -> list[str]:
     lines = []
     for name, setting, pair, metric, least in GOALS:
-        if name not in all_results:
+        if setting not in all_results.get(name, {}):
             continue
         value = all_results[name][setting]["metrics"][pair][metric]
         verdict = "met" if value >= least else f"MISSED by {least - value:.3f}"
@@ -208,7 +214,8 @@ def main() -> None:
     parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(DATASETS)} (default: all)")
     parser.add_argument("--json", type=Path, help="also write every result here")
     parser.add_argument("--tune", action="store_true",
-                        help="also fit with the text encoder's top layers tuned (--tune text)")
+                        help="also fit with the text encoder's top layers tuned (--tune text; "
+                             "--tune-option tune='\"image\"' for the image encoder's)")
     parser.add_argument("--tune-option", action="append", default=[], metavar="FIELD=VALUE",
                         help="an align option of the tuned run, e.g. batch_size=128 (repeatable)")
     parser.add_argument("--check-selection", action="store_true",

@@ -15,7 +15,7 @@ from mmrec.cli._common import (
     stdout,
 )
 from mmrec.distributed import is_main
-from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot, Precision, TuneTarget
+from mmrec.enums import DeviceChoice, HeadKind, IndexType, Pivot, Precision, TuneParams, TuneTarget
 from mmrec.index import INDEX_HELP
 
 _D = AlignConfig  # every default below is the library's own (AlignConfig's fields)
@@ -48,10 +48,15 @@ def align(
     device: DeviceChoice = typer.Option(_DEVICE, help=DEVICE_HELP),
     precision: Precision = typer.Option(_D.precision, help="Training precision: auto is bf16 autocast on CUDA where supported, fp32 elsewhere."),
     index: IndexType = typer.Option(_D.index, help=INDEX_HELP),
-    tune: TuneTarget = typer.Option(_D.tune, help="text: also tune the text encoder's top layers (LiT), re-encoding each batch's texts; saved in the aligner and used for queries."),
+    tune: TuneTarget = typer.Option(_D.tune, help="text: also tune the text encoder's top layers (LiT), re-encoding each batch's texts; image: the image encoder's top blocks, text locked. Saved in the aligner and used for queries. From --init FITTED (an aligner), give the heads a small --lr (1e-5): at 1e-3 they re-memorise the training pairs."),
     tune_layers: int = typer.Option(_D.tune_layers, min=1, help="With --tune: transformer layers unfrozen, from the top."),
     tune_lr: float = typer.Option(_D.tune_lr, min=0.0, help="With --tune: peak learning rate of the unfrozen layers (heads keep --lr)."),
     tune_warmup: int = typer.Option(_D.tune_warmup, min=0, help="With --tune: linear warm-up steps before the cosine decay."),
+    tune_params: TuneParams = typer.Option(_D.tune_params, help="With --tune: which parameters of the top layers train: every weight, bitfit (biases and norms) or lora (low-rank attention updates, text only)."),
+    tune_rank: int = typer.Option(_D.tune_rank, min=1, help="With --tune-params lora: the rank of the updates."),
+    tune_captions: int = typer.Option(_D.tune_captions, min=0, help="With --tune text: captions per item sampled from its own fields, one drawn per step (0: the encoded text only)."),
+    tune_l2sp: float = typer.Option(_D.tune_l2sp, min=0.0, help="With --tune: weight of the L2-SP pull of the tuned tensors toward the pretrained ones."),
+    val_smoothing: float = typer.Option(_D.val_smoothing, min=0.0, max=0.99, help="Early stopping compares an exponential moving average of the validation checks with this weight on the past (0: raw checks)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
 ) -> None:
     """Fit one projection head per modality (InfoNCE, early stopping) and index the items."""
@@ -63,7 +68,9 @@ def align(
                    from_scratch=from_scratch, bridge=bridge, bridge_weight=bridge_weight,
                    modalities=split_list(modalities), fusion=parse_weights(fusion),
                    device=DeviceChoice(device).value, precision=precision, index=index,
-                   tune=tune, tune_layers=tune_layers, tune_lr=tune_lr, tune_warmup=tune_warmup)
+                   tune=tune, tune_layers=tune_layers, tune_lr=tune_lr, tune_warmup=tune_warmup,
+                   tune_params=tune_params, tune_rank=tune_rank, tune_captions=tune_captions,
+                   tune_l2sp=tune_l2sp, val_smoothing=val_smoothing)
     with RichProgress() as progress:
         report = mmrec.align(store, out, progress=progress, **options)
     if not is_main():  # under torchrun only rank 0 reports
@@ -85,7 +92,8 @@ def render(report) -> None:
                   f"{report.seconds:.1f}s on {report.device}")
     if report.tuning:
         t = report.tuning
-        console.print(f"{t['modality']} encoder {t['encoder']} tuned: top {t['layers']} layers, "
+        console.print(f"{t['modality']} encoder {t['encoder']} tuned: top {t['layers']} layers "
+                      f"({t['params']}), "
                       f"lr {t['lr']:g}, {t['warmup']} warm-up steps, kept step {t['best_step']}",
                       markup=False)
     if report.bridge_weight is not None:

@@ -15,9 +15,10 @@ from mmrec.cli._common import (
     stdout,
 )
 from mmrec.distributed import is_main
-from mmrec.enums import DeviceChoice, IndexType, ModelKind, SplitKind
+from mmrec.enums import DeviceChoice, IndexType, ModelKind, SplitKind, TuneTarget
 from mmrec.index import INDEX_HELP
 from mmrec.recsys.config import ITEM_ITEM_MAX, TrainConfig
+from mmrec.recsys.content_tune import ContentTuning
 
 
 @handle_errors
@@ -63,6 +64,10 @@ def train(
     index: IndexType = typer.Option(IndexType.AUTO, help=INDEX_HELP),
     device: DeviceChoice = typer.Option(DeviceChoice.AUTO, help=DEVICE_HELP),
     threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
+    tune: TuneTarget = typer.Option(TuneTarget.NONE, help="text: also tune the store's text encoder's top layers on behaviour (twotower); saved in the model, used for every item vector."),
+    tune_layers: int = typer.Option(ContentTuning.layers, min=1, help="With --tune text: transformer layers unfrozen, from the top."),
+    tune_lr: float = typer.Option(ContentTuning.lr, min=0.0, help="With --tune text: peak learning rate of the unfrozen layers."),
+    tune_warmup: int = typer.Option(ContentTuning.warmup, min=0, help="With --tune text: linear warm-up steps before the cosine decay."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a recommender (two-tower or a baseline) on interactions over a store's items."""
@@ -74,6 +79,9 @@ def train(
         raise ConfigError("--anonymize and --key go together",
                           hint="--anonymize --key KEYFILE: the key file is created if absent")
 
+    if tune is TuneTarget.IMAGE:
+        raise ConfigError("train --tune takes text (the items' text encoder), not image")
+    tuning = ContentTuning(tune_layers, tune_lr, tune_warmup) if tune is TuneTarget.TEXT else None
     set_threads(threads)
     config = TrainConfig(model=model, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, warmup=warmup, temperature=temperature,
@@ -87,7 +95,7 @@ def train(
                          item_item=item_item, item_item_weight=item_item_weight)
     with RichProgress() as progress:
         report = run(store=store, aligner=aligner, interactions=interactions, out=out,
-                     config=config, progress=progress, key=key)
+                     config=config, progress=progress, key=key, tune=tuning)
     if not is_main():  # under torchrun only rank 0 reports
         return
     if as_json:
@@ -108,6 +116,10 @@ def train(
     if report.tuning.get("chosen"):
         console.print("chosen on validation: " + ", ".join(f"{k} {v:g}" for k, v in
                                                           report.tuning["chosen"].items()))
+    if report.text_tuning:
+        t = report.text_tuning
+        console.print(f"text encoder {t['encoder']} tuned: top {t['layers']} layers, lr {t['lr']:g}, "
+                      f"{t['warmup']} warm-up steps ({t['file']})", markup=False)
     if report.valid:
         console.print("validation: " + "  ".join(f"{k} {v:.4f}" for k, v in report.valid.items()
                                                  if "@" in k))

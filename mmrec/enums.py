@@ -33,10 +33,20 @@ class Pivot(_Choice):
 
 
 class TuneTarget(_Choice):
-    """Which pretrained encoder ``align --tune`` unfreezes the top layers of (LiT: text)."""
+    """Which pretrained encoder ``align --tune`` unfreezes the top layers of (LiT: text;
+    or image, with the text tower locked)."""
 
     NONE = "none"  # every encoder frozen: only the heads train
     TEXT = "text"  # the text encoder's top layers, re-encoding each batch's texts
+    IMAGE = "image"  # the image encoder's top blocks (text locked), from cached lower maps
+
+
+class TuneParams(_Choice):
+    """Which parameters of the unfrozen top layers ``--tune`` trains."""
+
+    LAYERS = "layers"  # every weight of the top layers
+    BITFIT = "bitfit"  # their biases and LayerNorms only (Ben Zaken et al. 2022)
+    LORA = "lora"  # low-rank updates of their attention projections (Hu et al. 2022)
 
 
 class HeadKind(_Choice):

@@ -105,7 +105,7 @@ def test_the_cli_says_what_was_tuned(store, tmp_path):
     result = runner.invoke(app, ["align", str(store), "--out", str(tmp_path / "al"), "--tune",
                                  "text", "--steps", "3", "--batch-size", "8", "--from-scratch"])
     assert result.exit_code == 0, result.output
-    assert "tuned: top 2 layers, lr 2e-05, 20 warm-up steps" in result.output
+    assert "tuned: top 2 layers (layers), lr 2e-05, 20 warm-up steps" in result.output
 
 
 def test_item_text_vectors_come_from_the_tuned_encoder(tuned, bert):
@@ -228,3 +228,320 @@ def test_init_from_a_tuned_aligner_says_its_tuned_layers_stay_behind(store, tune
     notes = json.loads(result.stdout)["notes"]
     assert any("tuned layers are not carried over" in n for n in notes)
     assert not (tmp_path / "al" / "tuned-text.safetensors").exists()
+
+
+# -- what trains: BitFit, LoRA, L2-SP; caption variants; smoothed stopping -----------------
+
+def _source(bert, **options):
+    from mmrec.alignment.config import AlignConfig
+    from mmrec.alignment.tune import TunedText
+
+    encoder = _encoder(bert)
+    config = AlignConfig(tune="text", tune_lr=1e-2, **options).validate()
+    return encoder, TunedText(encoder, ["cat dog", "sun moon", "red fish"], config, torch.device("cpu"))
+
+
+def _one_step(source) -> None:
+    optimizer = torch.optim.AdamW([source.param_group()])
+    vectors = source.vectors(torch.arange(3))
+    (vectors[0] @ vectors[1] - vectors[0] @ vectors[2] + source.penalty()).backward()
+    optimizer.step()
+
+
+def test_bitfit_trains_only_the_top_layers_biases_and_layernorms(bert):
+    encoder, source = _source(bert, tune_layers=2, tune_params="bitfit")
+    top = ("encoder.layer.1.", "encoder.layer.2.")
+    assert source.params and all(n.startswith(top) and (n.endswith("bias") or "LayerNorm" in n)
+                                 for n in source.params)
+    before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
+    _one_step(source)
+    after = encoder.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and changed <= set(source.params)
+    assert set(source.export()) == set(source.params)
+
+
+def test_lora_saves_merged_query_and_value_weights_under_their_own_names(bert):
+    encoder, source = _source(bert, tune_layers=1, tune_params="lora", tune_rank=2)
+    assert all(".parametrizations.weight.0." in n for n in source.params)  # only the factors
+    _one_step(source)
+    exported = source.export()
+    top = f"encoder.layer.{LAYERS - 1}.attention.self."
+    assert set(exported) == {top + "query.weight", top + "value.weight"}
+    original = _original(bert)
+    assert all(not torch.equal(exported[n], original[n]) for n in exported)
+    # a plain model with the exported tensors loaded encodes as the tuned one does
+    plain = _encoder(bert)
+    plain.model.load_state_dict(exported, strict=False)
+    texts = ["cat dog", "moon fish"]
+    np.testing.assert_allclose(plain.encode(texts), source.encoder.encode(texts), atol=1e-5)
+
+
+def test_l2sp_is_zero_at_the_start_and_pulls_toward_the_pretrained_weights(bert):
+    _, source = _source(bert, tune_layers=1, tune_l2sp=10.0)
+    assert float(source.penalty().detach()) == 0.0 and source.param_group()["weight_decay"] == 0.0
+    with torch.no_grad():
+        next(iter(source.params.values())).add_(0.1)
+    assert float(source.penalty().detach()) > 0
+    _, plain = _source(bert, tune_layers=1)
+    assert plain.penalty() == 0.0 and plain.param_group()["weight_decay"] > 0
+
+
+def test_caption_variants_come_from_the_items_own_fields():
+    from mmrec.alignment.tune import captions
+
+    record = {"title": "grinning face", "tags": "happy, smile, teeth", "category": "smileys/face-smiling"}
+    words = {"grinning", "face", "happy", "smile", "teeth", "smileys", "smiling"}
+    found = captions(record, ["title", "tags"], 20, np.random.default_rng(0))
+    assert len(found) == 20 and len(set(found)) > 3
+    assert all(f and set(f.replace(",", " ").replace(".", " ").split()) <= words for f in found)
+    assert found == captions(record, ["title", "tags"], 20, np.random.default_rng(0))
+    assert captions({}, ["title"], 3, np.random.default_rng(0)) == []
+
+
+def test_training_draws_captions_and_validation_uses_the_encoded_text(bert):
+    from mmrec.alignment.config import AlignConfig
+    from mmrec.alignment.tune import TunedText
+
+    encoder = _encoder(bert)
+    texts = [["cat dog", "cat", "dog"], ["sun moon"]]
+    source = TunedText(encoder, texts, AlignConfig(tune_layers=1), torch.device("cpu"))
+    full = encoder.encode(["cat dog", "cat", "dog", "sun moon"])
+    plain = source.vectors(torch.tensor([0, 1])).detach().numpy()
+    np.testing.assert_allclose(plain, full[[0, 3]], atol=1e-5)
+    drawn = {int(np.argmax(full[:3] @ source.vectors(torch.tensor([0]), sample=True)[0].detach().numpy()))
+             for _ in range(30)}
+    assert drawn == {0, 1, 2}
+
+
+def test_smoothed_stopping_does_not_keep_a_lone_spike():
+    from mmrec.alignment.heads import HeadSet
+    from mmrec.alignment.train import _Best
+
+    curve = [0.50, 0.58, 0.52, 0.56, 0.57, 0.57]  # a spike at 1, a level stretch later
+
+    def kept(smoothing: float) -> int:
+        best = _Best(HeadSet({"image": 4}, 4, "linear", 8, "text"), (0.5, 0.0), None, smoothing)
+        for step, r10 in enumerate(curve[1:], start=1):
+            best.update((r10, 0.0), step)
+        return best.step
+
+    assert kept(0.0) == 1 and kept(0.6) > 1
+
+
+@pytest.mark.parametrize("option, value", [("tune_params", "adapters"), ("val_smoothing", 1.5),
+                                           ("tune_rank", 0), ("tune_captions", -1), ("tune_l2sp", -1.0)])
+def test_bad_tuning_options_are_one_line_errors(store, tmp_path, option, value):
+    import mmrec
+    from mmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError) as found:
+        mmrec.align(store, tmp_path / "al", tune="text", steps=2, **{option: value})
+    message = str(found.value)
+    assert "\n" not in message and f"--{option.replace('_', '-')}" in message
+    assert not (tmp_path / "al").exists()
+
+
+def test_more_layers_than_the_encoder_has_is_a_one_line_error(store, tmp_path):
+    line = _fails("align", store, "--out", tmp_path / "al", "--tune", "text", "--steps", "2",
+                  "--tune-layers", "9")
+    assert "--tune-layers 9" in line and not (tmp_path / "al").exists()
+
+
+def test_image_tuning_refuses_an_encoder_it_cannot_tune_and_lora(store, tmp_path):
+    base = ["align", store, "--out", tmp_path / "al", "--steps", "2"]
+    assert "cannot be tuned" in _fails(*base, "--tune", "image")
+    assert not (tmp_path / "al").exists()
+
+
+def test_an_interrupted_tuning_run_leaves_nothing(store, tmp_path, monkeypatch):
+    from mmrec.alignment.tune import TunedText
+
+    calls = {"n": 0}
+    vectors = TunedText.vectors
+
+    def interrupted(self, rows, sample=False):
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise KeyboardInterrupt
+        return vectors(self, rows, sample)
+
+    monkeypatch.setattr(TunedText, "vectors", interrupted)
+    out = tmp_path / "al"
+    with pytest.raises(KeyboardInterrupt):
+        import mmrec
+
+        mmrec.align(store, out, tune="text", steps=10, batch_size=8, from_scratch=True)
+    assert calls["n"] > 3 and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_align_with_lora_and_captions_round_trips_to_queries(store, bert, tmp_path):
+    import mmrec
+    from mmrec.query import Query
+
+    out = tmp_path / "al"
+    report = mmrec.align(store, out, tune="text", tune_params="lora", tune_rank=2, tune_captions=2,
+                         tune_layers=1, tune_lr=5e-2, steps=6, batch_size=8, val_split=0,
+                         from_scratch=True)
+    saved = load_file(out / "tuned-text.safetensors")
+    top = f"encoder.layer.{LAYERS - 1}.attention.self."
+    assert set(saved) == {top + "query.weight", top + "value.weight"} == set(report.tuning["tensors"])
+    assert report.tuning["params"] == "lora" and report.tuning["captions"] == 2
+    vector = mmrec.open(out)._vector(Query(text="moon fish"))
+    np.testing.assert_allclose(vector, _encoder(bert, out / "tuned-text.safetensors").encode(["moon fish"])[0],
+                               atol=1e-5)
+
+
+@pytest.mark.slow
+def test_image_tuning_cache_gives_the_full_forward_features(tmp_path):
+    from mmrec.alignment.config import AlignConfig
+    from mmrec.alignment.tune import TunedImage, tunable_encoder
+    from mmrec.catalog import load_image
+
+    paths = [write_png(tmp_path / f"{i}.png", (40 * i, 200 - 30 * i, 90)) for i in range(3)]
+    encoder = tunable_encoder("builtin:efficientnet-lite0", "image")
+    source = TunedImage(encoder, [paths[0], None, *paths[1:]], AlignConfig(tune="image", tune_layers=2),
+                        torch.device("cpu"))
+    assert all(n.startswith(("_blocks.15.", "_conv_head.", "_bn1.")) for n in source.params)
+    matrix, norms = np.zeros((4, 1280), np.float32), np.zeros(4, np.float32)
+    source.refresh(matrix, norms, np.arange(4))
+    ref, ref_norms = encoder.encode([load_image(p) for p in paths], return_norms=True)
+    np.testing.assert_allclose(matrix[[0, 2, 3]], ref, atol=1e-5)
+    np.testing.assert_allclose(norms[[0, 2, 3]], ref_norms, rtol=1e-5)
+    assert source.vectors(torch.tensor([0, 2])).requires_grad
+
+
+# -- train --tune text: the items' text encoder tuned on behaviour --------------------------
+
+TRAIN_FAST = ["--epochs", "3", "--batch-size", "16", "--warmup", "2", "--dim", "8"]
+
+
+def _interactions(path: Path, n_items: int = 24, n_users: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    rows = ["user,item,rating,timestamp"]
+    for u in range(n_users):
+        for t, i in enumerate(rng.choice(n_items, size=6, replace=False)):
+            rows.append(f"u{u},item{i},4,{1000 + 10 * t + u}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned_model(store, tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("trained")
+    inter = _interactions(root / "inter.csv")
+    result = runner.invoke(app, ["train", "--store", str(store), "--interactions", str(inter),
+                                 "--out", str(root / "model"), "--tune", "text", "--tune-layers", "1",
+                                 "--tune-lr", "5e-2", "--tune-warmup", "1", *TRAIN_FAST, "--json"])
+    assert result.exit_code == 0, result.output
+    return root / "model", json.loads(result.stdout)
+
+
+def test_train_tune_text_saves_the_top_layer_and_reports_it(tuned_model, bert):
+    model, report = tuned_model
+    saved = load_file(model / "tuned-text.safetensors")
+    top = f"encoder.layer.{LAYERS - 1}."
+    original = _original(bert)
+    assert set(saved) == {n for n in original if n.startswith(top)}
+    assert any(not torch.equal(saved[n], original[n]) for n in saved)
+    assert report["text_tuning"]["layers"] == 1 and report["text_tuning"]["file"] == "tuned-text.safetensors"
+
+
+def test_train_tune_text_item_vectors_use_the_tuned_encoder(tuned_model, store, bert):
+    from mmrec.recsys.content_tune import tuned_content
+    from mmrec.recsys.data import store_content
+    from mmrec.recsys.model import load_model
+    from mmrec.store import Store
+
+    model_dir, _ = tuned_model
+    model = load_model(model_dir)
+    content = store_content(Store.open(store), model.data.item_ids)
+    tuned = tuned_content(model_dir, content)
+    start, end = tuned.blocks["text"]
+    items = {json.loads(line)["id"]: json.loads(line)["title"]
+             for line in (Path(Store.open(store).manifest["catalog"])).open()}
+    fresh = _encoder(bert, model_dir / "tuned-text.safetensors").encode([items[i] for i in model.data.item_ids])
+    np.testing.assert_allclose(tuned.matrix[:, start:end], fresh, atol=1e-5)
+    assert np.abs(tuned.matrix[:, start:end] - content.matrix[:, start:end]).max() > 1e-3
+    # every item vector the model holds (cold items' too) is the item tower on the tuned content
+    rows = np.arange(len(model.data.item_ids))
+    np.testing.assert_allclose(model.scorer.items, model.scorer.content_vectors(tuned.matrix, rows),
+                               atol=1e-4)
+    untuned = model.scorer.content_vectors(content.matrix, rows)
+    assert np.abs(model.scorer.items - untuned).max() > 1e-4
+
+
+@pytest.mark.parametrize("extra, needle", [(["--model", "ease"], "not --model ease"),
+                                           (["--tune-layers", "7"], "--tune-layers 7")])
+def test_train_tune_text_bad_options_are_one_line_errors(store, tmp_path, extra, needle):
+    inter = _interactions(tmp_path / "inter.csv")
+    line = _fails("train", "--store", store, "--interactions", inter, "--out", tmp_path / "m",
+                  "--tune", "text", *TRAIN_FAST, *extra)
+    assert needle in line and not (tmp_path / "m").exists()
+
+
+def test_train_tune_text_needs_the_stores_text(tmp_path):
+    store = _encode(_catalog(tmp_path / "cat", 6), tmp_path / "store", FAKE_ENCODERS["text"])
+    inter = _interactions(tmp_path / "inter.csv", n_items=6, n_users=4)
+    line = _fails("train", "--store", store, "--interactions", inter, "--out", tmp_path / "m",
+                  "--tune", "text", *TRAIN_FAST)
+    assert "cannot be tuned" in line and not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_align_tune_image_round_trips_to_image_queries(tmp_path):
+    import mmrec
+    from mmrec.query import Query
+
+    root = tmp_path / "cat"
+    catalog = _catalog(root, 10)
+    result = runner.invoke(app, ["encode", str(catalog), "--out", str(tmp_path / "store"),
+                                 "--text-encoder", FAKE_ENCODERS["text"],
+                                 "--image-encoder", "builtin:efficientnet-lite0"])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "al"
+    report = mmrec.align(tmp_path / "store", out, tune="image", tune_layers=1, tune_lr=1e-2,
+                         steps=4, batch_size=8, val_split=0, from_scratch=True)
+    saved = load_file(out / "tuned-image.safetensors")
+    assert saved and all(n.startswith(("_conv_head.", "_bn1.")) for n in saved)
+    from mmrec.alignment.tune import tunable_encoder
+
+    pretrained = tunable_encoder("builtin:efficientnet-lite0", "image")
+    pretrained.load(torch.device("cpu"))
+    original = pretrained.model.state_dict()
+    assert any(not torch.equal(saved[n], original[n]) for n in saved)  # so the query test can fail
+    assert report.tuning["modality"] == "image"
+    ids = json.loads((out / "ids.json").read_text())
+    stored = np.load(out / "vectors" / "image.npy")[ids.index("item3")]
+    vector = mmrec.open(out)._vector(Query(image=root / "img" / "3.png"))
+    np.testing.assert_allclose(vector, stored, atol=1e-4)
+
+
+def test_update_places_new_items_with_the_tuned_text_encoder(bert, tmp_path):
+    from mmrec.recsys.content_tune import tuned_content
+    from mmrec.recsys.data import store_content
+    from mmrec.recsys.model import load_model
+    from mmrec.store import Store
+
+    store = _encode(_catalog(tmp_path / "cat", 20), tmp_path / "store", f"hf:{bert}")
+    inter = _interactions(tmp_path / "inter.csv", n_items=20)
+    ok = runner.invoke(app, ["train", "--store", str(store), "--interactions", str(inter), "--out",
+                             str(tmp_path / "m"), "--tune", "text", "--tune-lr", "5e-2",
+                             "--tune-warmup", "1", *TRAIN_FAST])
+    assert ok.exit_code == 0, ok.output
+    _encode(_catalog(tmp_path / "cat2", 24), store, f"hf:{bert}")  # 4 new items in the store
+    new_inter = tmp_path / "new.csv"
+    new_inter.write_text("user,item,rating,timestamp\nu0,item1,4,9999\n")
+    result = runner.invoke(app, ["update", str(tmp_path / "m"), "--interactions", str(new_inter),
+                                 "--out", str(tmp_path / "m2")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m2" / "tuned-text.safetensors").read_bytes() == \
+        (tmp_path / "m" / "tuned-text.safetensors").read_bytes()
+    updated = load_model(tmp_path / "m2")
+    new = [f"item{i}" for i in range(20, 24)]
+    rows = np.array([updated.item_row(i) for i in new])
+    content = store_content(Store.open(store), new)
+    expected = updated.scorer.content_vectors(tuned_content(tmp_path / "m", content).matrix, rows)
+    untuned = updated.scorer.content_vectors(content.matrix, rows)
+    np.testing.assert_allclose(updated.scorer.items[rows], expected, atol=1e-4)
+    assert np.abs(updated.scorer.items[rows] - untuned).max() > 1e-4

@@ -4,7 +4,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from mmrec.enums import HeadKind, IndexType, Modality, Pivot, Precision, TuneTarget, parse_enum
+from mmrec.enums import (
+    HeadKind,
+    IndexType,
+    Modality,
+    Pivot,
+    Precision,
+    TuneParams,
+    TuneTarget,
+    parse_enum,
+)
 from mmrec.errors import ConfigError
 from mmrec.index import parse_index
 
@@ -46,6 +55,11 @@ class AlignConfig:
     tune_layers: int = 2  # transformer layers unfrozen, counted from the top
     tune_lr: float = 2e-5  # their peak learning rate: small, or the pretrained space is lost
     tune_warmup: int = 20  # steps of linear warm-up to tune_lr, then cosine decay
+    tune_params: TuneParams = TuneParams.LAYERS  # which of the top layers' parameters train
+    tune_rank: int = 8  # with tune_params lora: the rank of the updates
+    tune_captions: int = 0  # caption variants per item sampled from its text fields (0: off)
+    tune_l2sp: float = 0.0  # L2-SP: weight of ||theta - theta_pretrained||^2 on tuned tensors
+    val_smoothing: float = 0.0  # EMA weight of past validation scores in early stopping
 
     def validate(self) -> AlignConfig:
         self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
@@ -53,6 +67,7 @@ class AlignConfig:
         self.index = parse_index(self.index)
         self.precision = parse_enum(Precision, self.precision, "--precision")
         self.tune = parse_enum(TuneTarget, self.tune, "--tune")
+        self.tune_params = parse_enum(TuneParams, self.tune_params, "--tune-params")
         self.fusion = {parse_enum(Modality, m, "--fusion").value: float(w)
                        for m, w in self.fusion.items()}
         if self.modalities is not None:
@@ -74,6 +89,11 @@ class AlignConfig:
         _check(self.tune_layers >= 1, f"--tune-layers must be at least 1, got {self.tune_layers}")
         _check(self.tune_lr > 0, f"--tune-lr must be positive, got {self.tune_lr}")
         _check(self.tune_warmup >= 0, f"--tune-warmup must be >= 0, got {self.tune_warmup}")
+        _check(self.tune_rank >= 1, f"--tune-rank must be at least 1, got {self.tune_rank}")
+        _check(self.tune_captions >= 0, f"--tune-captions must be >= 0, got {self.tune_captions}")
+        _check(self.tune_l2sp >= 0, f"--tune-l2sp must be >= 0, got {self.tune_l2sp}")
+        _check(0 <= self.val_smoothing < 1,
+               f"--val-smoothing must be in [0, 1), got {self.val_smoothing}")
         return self
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mmrec.alignment.heads import HeadSet
     from mmrec.alignment.init import InitSource
     from mmrec.alignment.train import FitResult
-    from mmrec.alignment.tune import TunedText
+    from mmrec.alignment.tune import TunedEncoder
     from mmrec.store import Store
 
 BRIDGE_GRID = tuple(i / 10 for i in range(11))
@@ -80,7 +80,7 @@ class StoreArrays:
     @classmethod
     def read(cls, store: Store, modalities: list[str], writable: tuple[str, ...] = ()) -> StoreArrays:
         """Matrices memory-mapped (training reads batches of rows, projection chunks),
-        except ``writable`` ones: an in-memory copy (``--tune`` rewrites the text rows)."""
+        except ``writable`` ones: an in-memory copy (``--tune`` rewrites the tuned modality's rows)."""
         import numpy as np
 
         matrices, masks, norms = {}, {}, {}
@@ -223,7 +223,7 @@ class Trained:
     heads: HeadSet
     fit: FitResult
     notes: tuple[str, ...]
-    tuned: TunedText | None = None  # --tune text: the encoder whose top layers trained
+    tuned: TunedEncoder | None = None  # --tune: the encoder whose top layers trained
 
 
 @dataclass(frozen=True)
@@ -249,13 +249,13 @@ def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
 
     modalities = _modalities(store, config)
     dim = _dim(store, config)
-    tuned = ("text",) if config.tune is not TuneTarget.NONE else ()
+    tuned = (config.tune.value,) if config.tune is not TuneTarget.NONE else ()  # rewritten rows
     arrays = StoreArrays.read(store, modalities, writable=tuned)
     train_rows, val_rows = split_items(arrays.ids, config.val_split, config.seed)
     source = init.resolve(config, store, dim, log=note)
     if source is not None and source.config.get("aligner", {}).get("tuning"):
-        note(f"the heads in {source.label} were fitted to a tuned text encoder; its tuned "
-             "layers are not carried over: text starts from the store's encoder")
+        note(f"the heads in {source.label} were fitted to a tuned encoder; its tuned "
+             "layers are not carried over: every modality starts from the store's encoder")
     bridge = _bridge(store, config, modalities, notes)
     paired = sum(arrays.masks[m][train_rows].astype(int) for m in modalities) >= 2
     steps = resolve_steps(config, int(paired.sum()))  # what fit() will resolve too
@@ -303,9 +303,9 @@ def train(plan: Plan, device: Any, progress: Progress) -> Trained:
     tuned = tune.prepare(plan.store, plan.config, plan.arrays, plan.head_modalities,
                          plan.steps, device)
     result = fit(heads, data, plan.config, device, progress, tuned)
-    if tuned is not None:  # every item's text vector as the kept (best) encoder makes it
-        rows = plan.arrays.masks["text"].nonzero()[0]
-        tuned.refresh(plan.arrays.matrices["text"], plan.arrays.norms["text"], rows)
+    if tuned is not None:  # every item's vector as the kept (best) encoder makes it
+        m = tuned.modality
+        tuned.refresh(plan.arrays.matrices[m], plan.arrays.norms[m], plan.arrays.masks[m].nonzero()[0])
     return Trained(heads, result, tuple(notes), tuned)
 
 
@@ -381,7 +381,7 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
     contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
     if trained.tuned is not None:
         contents.tuned[trained.tuned.modality] = {
-            k: v.to("cpu").contiguous() for k, v in trained.tuned.state().items()}
+            k: v.to("cpu").contiguous() for k, v in trained.tuned.export().items()}
     write_aligner(out, plan.config, plan.store, trained.heads.to("cpu"), contents)
     return _report(plan, out, ids, val_rows, trained, chosen, metrics)
 
@@ -415,8 +415,10 @@ def _tuning(config: AlignConfig, trained: Trained) -> dict[str, Any] | None:
 
     return {"modality": trained.tuned.modality, "encoder": trained.tuned.encoder.name,
             "layers": config.tune_layers, "lr": config.tune_lr, "warmup": config.tune_warmup,
+            "params": config.tune_params.value, "rank": config.tune_rank,
+            "captions": config.tune_captions, "l2sp": config.tune_l2sp,
             "steps": trained.fit.steps, "best_step": trained.fit.best_step,
-            "max_tokens": TUNE_MAX_TOKENS, "tensors": sorted(trained.tuned.params),
+            "max_tokens": TUNE_MAX_TOKENS, "tensors": sorted(trained.tuned.export()),
             "file": weights_file(trained.tuned.modality)}
 
 

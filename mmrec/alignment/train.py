@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from mmrec.alignment.heads import HeadSet
-    from mmrec.alignment.tune import TunedText
+    from mmrec.alignment.tune import TunedEncoder
 
 
 VAL_GALLERY = 5_000  # validation items ranked at each check (a seeded sample beyond)
@@ -130,8 +130,11 @@ class _Best:
     """The best validation score so far and a copy of the weights that reached it."""
 
     def __init__(self, heads: HeadSet, score: tuple[float, float],
-                 tuned: TunedText | None = None) -> None:
+                 tuned: TunedEncoder | None = None, smoothing: float = 0.0) -> None:
         self.heads, self.score, self.step, self.bad, self.tuned = heads, score, 0, 0, tuned
+        # with smoothing, checks are compared by an EMA of the scores: a lucky spike of a
+        # noisy validation curve is not kept over a level stretch
+        self.smoothing, self.smooth, self.best_smooth = smoothing, score, score
         self.state = self._copy()
 
     @property
@@ -143,10 +146,13 @@ class _Best:
         return {"heads": heads, "tuned": self.tuned.state() if self.tuned else {}}
 
     def update(self, score: tuple[float, float], step: int) -> None:
-        better = score[0] > self.score[0] + 1e-9 or (
-            abs(score[0] - self.score[0]) <= 1e-9 and score[1] > self.score[1] + 1e-9)
+        a = self.smoothing
+        self.smooth = (a * self.smooth[0] + (1 - a) * score[0], a * self.smooth[1] + (1 - a) * score[1])
+        new, old = self.smooth, self.best_smooth
+        better = new[0] > old[0] + 1e-9 or (abs(new[0] - old[0]) <= 1e-9 and new[1] > old[1] + 1e-9)
         if better:
             self.score, self.step, self.bad, self.state = score, step, 0, self._copy()
+            self.best_smooth = new
         else:
             self.bad += 1
 
@@ -157,7 +163,7 @@ class _Best:
 
 
 def fit(heads: HeadSet, data: TrainData, config: AlignConfig, device: torch.device,
-        progress: Progress | None = None, tuned: TunedText | None = None) -> FitResult:
+        progress: Progress | None = None, tuned: TunedEncoder | None = None) -> FitResult:
     """Train ``heads`` in place; on return they hold the best validation weights.
 
     With ``tuned`` (``--tune text``) the text encoder's unfrozen layers train too: batch
@@ -169,7 +175,7 @@ def fit(heads: HeadSet, data: TrainData, config: AlignConfig, device: torch.devi
     result = FitResult(best_r10=score[0], history=[_entry(0, None, score, heads)])
     if total == 0 or len(rows) < 2:
         return result
-    best = _Best(heads, score, tuned)
+    best = _Best(heads, score, tuned, config.val_smoothing)
     validate = not math.isnan(score[0])  # a split with no pair cannot judge anything
     advance = (progress or NullProgress()).task("align", total)
     with one_cpu_thread(device):
@@ -187,7 +193,7 @@ class _Loop:
     """Optimizer steps over shuffled batches, with a validation check every few steps."""
 
     def __init__(self, heads: HeadSet, data: TrainData, config: AlignConfig,
-                 device: torch.device, rows: np.ndarray, tuned: TunedText | None = None,
+                 device: torch.device, rows: np.ndarray, tuned: TunedEncoder | None = None,
                  total: int = 1) -> None:
         self.heads, self.data, self.config, self.device = heads, data, config, device
         self.present = _masks(data, device)
@@ -205,12 +211,13 @@ class _Loop:
         with autocast(self.device, self.config.precision):  # forward only; backward follows
             vectors = {m: dist.gather_rows(self.heads(m, self._inputs(m, mine)), len(index))
                        for m in self.data.matrices}
-            return multimodal_info_nce(vectors, present, self.heads.scale())
+            loss = multimodal_info_nce(vectors, present, self.heads.scale())
+        return loss + self.tuned.penalty() if self.tuned is not None else loss
 
     def _inputs(self, modality: str, rows: torch.Tensor) -> torch.Tensor:
         """The batch's encoder vectors: from the store, or re-encoded by the tuned encoder."""
         if self.tuned is not None and modality == self.tuned.modality:
-            return self.tuned.vectors(rows)
+            return self.tuned.vectors(rows, sample=True)
         return gather(self.data.matrices[modality], rows, self.device)
 
     def _validate(self) -> tuple[float, float]:
@@ -248,7 +255,7 @@ def _entry(step: int, loss: float | None, score: tuple[float, float],
             "val_mrr": clean(score[1]), "temperature": clean(heads.temperature())}
 
 
-def _optimizer(heads: HeadSet, config: AlignConfig, tuned: TunedText | None = None,
+def _optimizer(heads: HeadSet, config: AlignConfig, tuned: TunedEncoder | None = None,
                total: int = 1) -> tuple[Any, Any]:
     """AdamW and its schedule; the temperature is not decayed (decay would pull it
     towards 1). Heads keep a constant lr; tuned encoder layers warm up, then decay."""

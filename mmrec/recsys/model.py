@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from mmrec.artifacts import Artifact, Kind, read_json, write_config
-from mmrec.atomic import write_json
+from mmrec.atomic import save_safetensors, write_json
 from mmrec.errors import ConfigError, ModelError
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import Scorer, load_scorer, save_scorer
@@ -91,8 +91,9 @@ class Model:
 
 
 def save_model(out: Path, config: Any, store: Store | None, scorer: Scorer, data: Data,
-               extra: dict[str, Any]) -> None:
-    """Write every file into a staging directory, then publish it as ``out``."""
+               extra: dict[str, Any], tensors: dict[str, dict[str, Any]] | None = None) -> None:
+    """Write every file into a staging directory, then publish it as ``out``;
+    ``tensors``: safetensors files to write in it (file name -> tensors)."""
     from mmrec.index import VectorIndex
 
     with Artifact.create(out, Kind.MODEL) as staging:
@@ -103,6 +104,8 @@ def save_model(out: Path, config: Any, store: Store | None, scorer: Scorer, data
         save_scorer(scorer, staging)
         VectorIndex.build(data.item_ids, scorer.items, config.index, seed=config.seed).save(staging)
         write_config(staging, Kind.MODEL, config, store, extra)
+        for name, found in (tensors or {}).items():
+            save_safetensors(staging / name, found)
 
 
 def _save_store_part(directory: Path, store: Store | None, item_ids: list[str]) -> None:

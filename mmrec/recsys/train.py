@@ -23,6 +23,7 @@ from mmrec.enums import ModelKind
 from mmrec.errors import ConfigError
 from mmrec.progress import NullProgress, Progress
 from mmrec.recsys.config import INTERACTIONS_ONLY, VALID_METRIC, TrainConfig
+from mmrec.recsys.content_tune import ContentTuning
 from mmrec.recsys.data import Content, Data, aligner_content, index_interactions, store_content
 from mmrec.recsys.evaluate import validation_metrics
 from mmrec.recsys.scoring import Scorer
@@ -49,6 +50,7 @@ class TrainReport:
     # seconds per phase: reading, the training steps, validation, the final metrics and
     # writing: where a large catalog's time goes (steps cost the batch, the rest the catalog)
     timings: dict[str, float] = field(default_factory=dict)
+    text_tuning: dict[str, Any] | None = None  # --tune text: the encoder, layers, lr, tensors
 
     def as_dict(self) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -169,8 +171,9 @@ TRAINERS = {ModelKind.BPR: _bpr, ModelKind.TWOTOWER: _twotower}  # epochs with e
 
 
 def fit(data: Data, content: Content | None, cfg: TrainConfig,
-        progress: Progress) -> tuple[Scorer, dict[str, Any]]:
-    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info."""
+        progress: Progress, tune: ContentTuning | None = None) -> tuple[Scorer, dict[str, Any]]:
+    """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info.
+    ``tune``: the twotower also tunes the items' text encoder (``--tune text``)."""
     if cfg.model in CLOSED_FORM:
         return CLOSED_FORM[cfg.model](data, content), {}
     if cfg.model in TUNED:
@@ -183,13 +186,40 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
     device = dist.setup(cfg.device)  # under torchrun: joins the ranks (DDP in the trainer)
     seed_everything(cfg.seed)
     trainer = TRAINERS[cfg.model](data, content, cfg, device)
+    tuning = None
+    if tune is not None:
+        from mmrec.recsys.content_tune import TunedContent
+
+        tuning = TunedContent(content, tune, cfg.seed, device)
+        tuning.attach(trainer, trainer.steps_per_epoch * cfg.epochs)
     scorer, info = _fit(trainer, data, cfg, progress)
     if cfg.model is ModelKind.TWOTOWER:  # its item-item term, chosen on validation
         from mmrec.recsys.twotower import item_item
 
+        tuned_text = getattr(scorer, "tuned_text", None)  # the kept epoch's encoder tensors
         scorer, info["tuning"] = item_item(scorer, data, cfg, progress)
+        if tuned_text is not None:  # the blended scorer is a new object: they go with it
+            scorer.tuned_text = tuned_text
+    if tuning is not None:
+        info["text_tuning"] = tuning.info()
     spent = trainer.spent() if hasattr(trainer, "spent") else None
     return scorer, {**info, "device": str(device), "privacy": spent}
+
+
+def _check_tune(tune: ContentTuning | None, cfg: TrainConfig, store: Any, aligner: Any) -> None:
+    """Every reason ``--tune text`` cannot run, as one line, before any work."""
+    if tune is None:
+        return
+    tune.check()
+    if cfg.model is not ModelKind.TWOTOWER:
+        raise ConfigError(f"--tune text trains the twotower's item text, not --model {cfg.model.value}")
+    if cfg.dp_epsilon is not None:
+        raise ConfigError("--tune text and --dp-epsilon exclude each other",
+                          hint="DP-SGD accounts for the twotower's own parameters only")
+    if aligner is not None or store is None:
+        raise ConfigError("--tune text needs --store (the items' text vectors), not --aligner")
+    if dist.world().size > 1:
+        raise ConfigError("--tune text runs in one process, not under torchrun")
 
 
 def train(
@@ -200,11 +230,13 @@ def train(
     config: TrainConfig | None = None,
     progress: Progress | None = None,
     key: str | Path | None = None,
+    tune: ContentTuning | None = None,
 ) -> TrainReport:
     """Train a recommender and write it to ``out``; returns what was read, split and fitted.
 
     ``key``: a key file (created if absent, never inside ``out``): the model then holds
-    user ids only as keyed hashes (see mmrec.privacy).
+    user ids only as keyed hashes (see mmrec.privacy). ``tune``: also tune the items'
+    text encoder's top layers on behaviour (twotower from a store; mmrec.recsys.content_tune).
     """
     from mmrec.privacy import anonymize, load_key, privacy_record
     from mmrec.recsys.model import save_model
@@ -215,6 +247,7 @@ def train(
     if interactions is None or out is None:
         raise ConfigError("train needs --interactions FILE and --out MODEL")
     check_out(Path(out), Kind.MODEL)
+    _check_tune(tune, cfg, store, aligner)
     secret = load_key(key, out, create=True) if key is not None else None
     progress = progress if progress and dist.world().main else NullProgress()
     content = _content(store, aligner, cfg.model)
@@ -227,7 +260,7 @@ def train(
     data = _data(content.ids if content else found.distinct_items(), found, cfg)
     cfg = asked.resolved(int((data.split.part == TRAIN).sum()))
     read_s = time.perf_counter() - started
-    scorer, info = fit(data, content, cfg, progress)
+    scorer, info = fit(data, content, cfg, progress, tune)
     fitted = time.perf_counter()
     cfg = dataclasses.replace(cfg, **info.get("tuning", {}).get("chosen", {}))  # recorded as fitted
     # the validation users training selected on (a seeded sample when there are many)
@@ -241,7 +274,7 @@ def train(
         users=data.n_users, interactions=data.split.counts(), read=found.summary(), valid=valid,
         epochs=info.get("epochs", 0), best_epoch=info.get("best_epoch", 0),
         device=info.get("device", "-"), curve=info.get("curve", []), privacy=info.get("privacy"),
-        tuning=info.get("tuning", {}),
+        tuning=info.get("tuning", {}), text_tuning=info.get("text_tuning"),
     )
     curve = info.get("curve", [])
     report.timings = {"read": read_s, "steps": sum(c["seconds"] for c in curve),
@@ -255,7 +288,11 @@ def train(
              "privacy": {**(privacy_record(secret) if secret is not None else {"anonymized": False}),
                          "dp": report.privacy}}
     # rank 0 writes the model; the others wait until it is in place
+    from mmrec.recsys.content_tune import WEIGHTS
+
+    tensors = {WEIGHTS: scorer.tuned_text} if getattr(scorer, "tuned_text", None) else None
     saving = time.perf_counter()
-    dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer, data, extra))
+    dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer,
+                                      data, extra, tensors))
     report.timings = {k: round(v, 3) for k, v in {**report.timings, "save": time.perf_counter() - saving}.items()}
     return report

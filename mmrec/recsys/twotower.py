@@ -155,12 +155,17 @@ class TwoTowerTrainer:
         # under torchrun: DDP; each rank runs the user tower on its shard of the batch
         self.batch_loss = dist.data_parallel(self.net, self._loss, device)
 
+    tuned_text = None  # --tune text: a recsys.content_tune.TunedContent, set by train()
+
     def _content_rows(self, rows: np.ndarray) -> torch.Tensor:
         import torch
 
         if isinstance(self.content, np.ndarray):
-            return torch.from_numpy(self.content[rows]).to(self.device)
-        return self.content[torch.from_numpy(rows).to(self.device)]
+            found = torch.from_numpy(self.content[rows]).to(self.device)
+        else:
+            found = self.content[torch.from_numpy(rows).to(self.device)]
+        # the text block re-encoded by the tuned encoder, so the loss reaches its layers
+        return found if self.tuned_text is None else self.tuned_text.splice(found, rows)
 
     def tower(self, rows: np.ndarray, training: bool) -> torch.Tensor:
         """Item vectors of ``rows`` only (the item tower on those content rows)."""

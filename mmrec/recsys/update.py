@@ -112,6 +112,10 @@ def update(
     target = Path(out) if out is not None else loaded.path
     check_out(target, Kind.MODEL)
     content = _content(loaded, store, every=steps > 0)
+    if content is not None:  # a model trained with --tune text: its tuned text vectors
+        from mmrec.recsys.content_tune import tuned_content
+
+        content = tuned_content(loaded.path, content)
     added = _content_items(loaded, content, progress)
     found = _read_new(loaded, interactions, added, fields)
     if secret is not None:
@@ -287,8 +291,11 @@ def _publish(out: Path, model: Model, scorer: Scorer, data: Data, added: NewItem
     with Artifact.create(out, Kind.MODEL) as staging:
         write_json(staging / ITEMS, data.item_ids)
         write_items(staging / METADATA, [{**metadata.get(i, {}), "id": i} for i in data.item_ids])
-        if (model.path / STORE_MANIFEST).is_file():
-            shutil.copy2(model.path / STORE_MANIFEST, staging / STORE_MANIFEST)
+        from mmrec.recsys.content_tune import WEIGHTS
+
+        for kept in (STORE_MANIFEST, WEIGHTS):  # the tuned text encoder stays with the model
+            if (model.path / kept).is_file():
+                shutil.copy2(model.path / kept, staging / kept)
         write_json(staging / USERS, data.user_ids)
         save_split(staging / SPLIT, data.split, data.users, data.items, data.times)
         save_scorer(scorer, staging)
