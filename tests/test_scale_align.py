@@ -211,3 +211,13 @@ def test_the_write_projects_into_maps_and_writes_the_in_memory_aligner(some_imag
                                            [str(f) for f in files if (tmp_path / "memory" / f).is_file()],
                                            shallow=False)
     assert not mismatch and not errors, mismatch
+
+
+def test_no_item_to_keep_is_a_clear_error_and_writes_nothing(store, tmp_path):
+    from mmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nothing to align: no item has a vector"):
+        pipeline.align(store, tmp_path / "aligner", steps=2, batch_size=8, device="cpu",
+                       fusion={"text": 0.0, "image": 0.0})
+    assert not (tmp_path / "aligner").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".aligner")]  # no staging left

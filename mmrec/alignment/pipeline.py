@@ -387,8 +387,8 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
 
     keep = present({m: plan.arrays.masks[m] for m in plan.modalities}, plan.config.fusion).nonzero()[0]
     if not len(keep):
-        raise ConfigError(f"nothing to align: no item of {plan.store.path} has "
-                          f"{' or '.join(plan.modalities)} vectors")
+        raise ConfigError("nothing to align: no item has a vector of a modality whose "
+                          "--fusion weight is above 0")
     ids = [plan.arrays.ids[i] for i in keep]
     val = set(plan.arrays.ids[i] for i in plan.val_rows)
     val_rows = _rows_of(ids, val)
