@@ -384,6 +384,7 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
     from mmrec.alignment.retrieval import retrieval_metrics
     from mmrec.alignment.train import gallery_sample
     from mmrec.artifacts import Artifact, Kind
+    from mmrec.store import release
 
     keep = present({m: plan.arrays.masks[m] for m in plan.modalities}, plan.config.fusion).nonzero()[0]
     if not len(keep):
@@ -400,6 +401,8 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
                             shape=(len(keep), plan.dim))
         fuse(projected, plan.config.fusion, out=fused)
         metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed))
+        for matrix, _ in projected.values():  # the sample's rows, by fault-around, map most pages
+            release(matrix)
         info = _info(plan, trained, chosen, metrics)
         contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
         if trained.tuned is not None:
