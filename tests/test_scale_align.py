@@ -2,6 +2,8 @@
 matrices, never a whole matrix, and validation ranks a bounded, seeded sample."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -131,3 +133,91 @@ def test_a_tuned_text_matrix_is_an_in_memory_copy(store):
     arrays = pipeline.StoreArrays.read(Store.open(store), ["text", "image"], writable=("text",))
     assert not isinstance(arrays.matrices["text"], np.memmap) and arrays.matrices["text"].flags.writeable
     assert isinstance(arrays.matrices["image"], np.memmap)
+
+
+@pytest.fixture
+def some_images(tmp_path):
+    """40 items, a third of them without an image."""
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(40):
+        row = {"id": f"i{i}", "title": f"thing {i}"}
+        if i % 3:
+            write_png(tmp_path / "img" / f"{i}.png", (6 * i, 250 - 6 * i, (60 * i) % 256))
+            row["image"] = f"img/{i}.png"
+        rows.append(row)
+    out = tmp_path / "store"
+    result = CliRunner().invoke(app, ["encode", str(make_catalog(tmp_path, rows)), "--out", str(out),
+                                      *FAKE_OPTIONS])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _in_memory_aligner(plan, trained, chosen, out):
+    """The aligner as arrays held in memory and handed to ``write_aligner``: the reference."""
+    from mmrec.alignment.aligner import write_aligner
+    from mmrec.alignment.retrieval import retrieval_metrics
+
+    projected = pipeline.project(plan, chosen.projector)
+    assert not any(isinstance(m, np.memmap) for m, _ in projected.values())
+    fused, have = fuse(projected, plan.config.fusion)
+    keep = have.nonzero()[0]
+    ids = [plan.arrays.ids[i] for i in keep]
+    projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
+    val = {plan.arrays.ids[i] for i in plan.val_rows}
+    rows = pipeline._rows_of(ids, val)
+    metrics = retrieval_metrics(projected, gallery_sample(rows, pipeline.REPORT_GALLERY, plan.config.seed))
+    info = pipeline._info(plan, trained, chosen, metrics)
+    contents = pipeline._contents(plan.store, ids, projected, fused[keep], val, plan.config, info)
+    write_aligner(out, plan.config, plan.store, trained.heads.to("cpu"), contents)
+
+
+@pytest.mark.parametrize("fusion", [{}, {"text": 0.0}])  # all items kept; only those with images
+def test_the_write_projects_into_maps_and_writes_the_in_memory_aligner(some_images, tmp_path,
+                                                                       monkeypatch, fusion):
+    import filecmp
+
+    import mmrec.index
+    import mmrec.store
+    from mmrec.runtime import resolve_device
+    from mmrec.store import Store
+
+    monkeypatch.setattr(pipeline, "PROJECT_CHUNK", 7)  # projection in several chunks
+    config = AlignConfig(steps=6, batch_size=8, val_split=0.25, fusion=fusion, device="cpu").validate()
+    plan = pipeline.plan(Store.open(some_images), config, pipeline.NullProgress())
+    trained = pipeline.train(plan, resolve_device("cpu"), pipeline.NullProgress())
+    chosen = pipeline.projection(plan, trained)
+    built, released = [], []
+    build, release = mmrec.index.VectorIndex.build.__func__, mmrec.store.release
+    monkeypatch.setattr(mmrec.index.VectorIndex, "build", classmethod(
+        lambda cls, ids, vectors, *a, **k: built.append(vectors) or build(cls, ids, vectors, *a, **k)))
+    monkeypatch.setattr(mmrec.store, "release",
+                        lambda array: released.append(getattr(array, "filename", None)) or release(array))
+    report = pipeline.write(plan, tmp_path / "mapped", trained, chosen)
+    # every index was built from a memory map of the file being published (the image
+    # index from a copy of the rows with an image, when some lack one), and the maps'
+    # pages were dropped as they were written and read: no matrix was held in memory
+    maps = sorted(Path(v.filename).name for v in built if isinstance(v, np.memmap))
+    mapped = ["fused.npy", "text.npy"] + (["image.npy"] if fusion else [])
+    assert len(built) == 3 and maps == sorted(mapped), maps
+    for name in ("text.npy", "image.npy", "fused.npy"):
+        assert sum(Path(f).name == name for f in released if f) >= 2, name
+    assert report.items == (40 if not fusion else 26)
+    _in_memory_aligner(plan, trained, chosen, tmp_path / "memory")
+    files = sorted(p.relative_to(tmp_path / "memory") for p in (tmp_path / "memory").rglob("*"))
+    assert files == sorted(p.relative_to(tmp_path / "mapped") for p in (tmp_path / "mapped").rglob("*"))
+    assert "vectors/fused.npy" in {str(f) for f in files}
+    _, mismatch, errors = filecmp.cmpfiles(tmp_path / "memory", tmp_path / "mapped",
+                                           [str(f) for f in files if (tmp_path / "memory" / f).is_file()],
+                                           shallow=False)
+    assert not mismatch and not errors, mismatch
+
+
+def test_no_item_to_keep_is_a_clear_error_and_writes_nothing(store, tmp_path):
+    from mmrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="nothing to align: no item has a vector"):
+        pipeline.align(store, tmp_path / "aligner", steps=2, batch_size=8, device="cpu",
+                       fusion={"text": 0.0, "image": 0.0})
+    assert not (tmp_path / "aligner").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".aligner")]  # no staging left

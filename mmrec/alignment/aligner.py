@@ -63,32 +63,57 @@ class AlignerContents:
 
 def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
                   contents: AlignerContents) -> None:
+    """Write ``contents`` (arrays in memory or anywhere) as the aligner ``out``, atomically."""
+    with Artifact.create(out, Kind.ALIGNER) as staging:
+        write_parts(staging, config, store, heads, contents)
+
+
+def write_parts(staging: Path, config: Any, store: Store, heads: HeadSet,
+                contents: AlignerContents) -> None:
+    """Every file of an aligner into ``staging``. A matrix that is already a memory map
+    of its file there (``mmrec align`` projects into them) is kept, not copied; each
+    index is built from its matrix in turn, whose pages are then dropped, so at most one
+    index and one matrix are resident at a time."""
     import numpy as np
 
     from mmrec.alignment.heads import save_heads
     from mmrec.index import VectorIndex
+    from mmrec.store import release
 
-    with Artifact.create(out, Kind.ALIGNER) as staging:
-        (staging / "vectors").mkdir()
-        write_config(staging, Kind.ALIGNER, config, store, extra={"aligner": contents.info})
-        write_json(staging / "manifest.json", store.manifest)
-        write_json(staging / "split.json", contents.split)
-        write_json(staging / "ids.json", contents.ids)
-        write_items(staging / "items.jsonl", contents.items)
-        save_heads(heads, staging)
-        for modality, tensors in contents.tuned.items():
-            from mmrec.alignment.tune import weights_file
+    (staging / "vectors").mkdir(exist_ok=True)
+    write_config(staging, Kind.ALIGNER, config, store, extra={"aligner": contents.info})
+    write_json(staging / "manifest.json", store.manifest)
+    write_json(staging / "split.json", contents.split)
+    write_json(staging / "ids.json", contents.ids)
+    write_items(staging / "items.jsonl", contents.items)
+    save_heads(heads, staging)
+    for modality, tensors in contents.tuned.items():
+        from mmrec.alignment.tune import weights_file
 
-            save_safetensors(staging / weights_file(modality), tensors)
-        for modality, (matrix, mask) in contents.projected.items():
-            save_npy(staging / "vectors" / f"{modality}.npy", matrix)
-            save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)
-            rows = np.flatnonzero(mask)
-            present = matrix if len(rows) == len(mask) else matrix[rows]  # no copy when all are
-            VectorIndex.build([contents.ids[i] for i in rows], present, config.index).save(
-                staging, index_name(modality))
-        save_npy(staging / "vectors" / "fused.npy", contents.fused)
-        VectorIndex.build(contents.ids, contents.fused, config.index).save(staging, index_name(Target.FUSED))
+        save_safetensors(staging / weights_file(modality), tensors)
+    for modality, (matrix, mask) in contents.projected.items():
+        _save_matrix(staging / "vectors" / f"{modality}.npy", matrix)
+        save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)
+        rows = np.flatnonzero(mask)
+        present = matrix if len(rows) == len(mask) else matrix[rows]  # no copy when all are
+        VectorIndex.build([contents.ids[i] for i in rows], present, config.index).save(
+            staging, index_name(modality))
+        release(matrix)
+    _save_matrix(staging / "vectors" / "fused.npy", contents.fused)
+    VectorIndex.build(contents.ids, contents.fused, config.index).save(staging, index_name(Target.FUSED))
+    release(contents.fused)
+
+
+def _save_matrix(path: Path, matrix: np.ndarray) -> None:
+    """``path`` as ``save_npy`` writes it; a memory map of ``path`` is only made durable."""
+    import os
+
+    if getattr(matrix, "filename", None) is not None and Path(matrix.filename).resolve() == path.resolve():
+        matrix.flush()
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+    else:
+        save_npy(path, matrix)
 
 
 class Aligner:

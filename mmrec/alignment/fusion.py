@@ -71,21 +71,38 @@ class Projector:
         return projected
 
 
-def fuse(projected: dict[str, tuple[np.ndarray, np.ndarray]],
-         weights: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fused unit rows and a mask of the rows that have any modality."""
+def present(masks: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+    """Rows that have any modality of a positive fusion weight: the items an aligner keeps."""
     import numpy as np
 
     weights = weights or {}
+    have = np.zeros(len(next(iter(masks.values()))), dtype=bool)
+    for modality, mask in masks.items():
+        have |= mask & (float(weights.get(modality, 1.0)) > 0)
+    return have
+
+
+def fuse(projected: dict[str, tuple[np.ndarray, np.ndarray]],
+         weights: dict[str, float] | None = None,
+         out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Fused unit rows and a mask of the rows that have any modality.
+
+    ``out``: a zero-filled array to fuse into (a writable memory map: its pages, and the
+    projected maps' pages, are dropped after each chunk, so no full-size copy stays resident).
+    """
+    import numpy as np
+
+    from mmrec.store import release
+
+    weights = weights or {}
     first = next(iter(projected.values()))[0]
-    total = np.zeros(first.shape, dtype=np.float32)
-    have = np.zeros(len(first), dtype=bool)
+    total = np.zeros(first.shape, dtype=np.float32) if out is None else out
     for lo in range(0, len(first), FUSE_CHUNK):  # chunks: no full-size temporaries
         part = slice(lo, lo + FUSE_CHUNK)
         for modality, (matrix, mask) in projected.items():
             w = float(weights.get(modality, 1.0))
             total[part] += w * np.where(mask[part, None], matrix[part], 0.0).astype(np.float32)
+            release(matrix)
         total[part] = unit_rows(total[part])
-    for modality, (_, mask) in projected.items():
-        have |= mask & (float(weights.get(modality, 1.0)) > 0)
-    return total, have
+        release(total)
+    return total, present({m: mask for m, (_, mask) in projected.items()}, weights)

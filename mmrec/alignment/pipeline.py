@@ -336,53 +336,79 @@ def _bridge_weight(plan: Plan, trained: Trained,
     return (inherited if inherited is not None else 0.5), "default (no validation pairs)", {}
 
 
-def project(plan: Plan, projector: Projector) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every item's pivot-space rows per modality (zeros where absent), ``PROJECT_CHUNK``
-    rows at a time into one array: a modality's projection is its only full-size copy."""
+def project(plan: Plan, projector: Projector, keep: np.ndarray | None = None,
+            into: Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The pivot-space rows (zeros where absent) and masks of the items ``keep`` (sorted
+    rows; default all) per modality, projected ``PROJECT_CHUNK`` rows at a time.
+
+    ``into``: a directory to write each modality's rows to as ``<m>.npy`` (a memory map
+    whose pages are dropped after each chunk: the aligner's write holds no full-size
+    copy); without it, one in-memory array per modality.
+    """
     import numpy as np
+    from numpy.lib.format import open_memmap
 
     from mmrec.store import release
 
+    keep = np.arange(len(plan.arrays.ids)) if keep is None else keep
     out = {}
     for m in plan.modalities:
         matrix, mask, norms = plan.arrays.matrices[m], plan.arrays.masks[m], plan.arrays.norms[m]
-        projected = None
+        shape = (len(keep), plan.dim)
+        projected = np.empty(shape, dtype=np.float32) if into is None else \
+            open_memmap(into / f"{m}.npy", mode="w+", dtype=np.float32, shape=shape)
+        # every row projected in the same chunks whatever is kept: the same floats
         for lo in range(0, len(matrix), PROJECT_CHUNK):
             part = projector.project(m, matrix[lo:lo + PROJECT_CHUNK], norms[lo:lo + PROJECT_CHUNK])
-            if projected is None:
-                projected = np.empty((len(matrix), part.shape[1]), dtype=np.float32)
-            projected[lo:lo + len(part)] = part
+            first, last = np.searchsorted(keep, (lo, lo + len(part)))
+            rows = keep[first:last]
+            part = part if len(rows) == len(part) else part[rows - lo]
+            part[~mask[rows]] = 0.0
+            projected[first:last] = part
             release(matrix)  # read once: its pages need not stay resident
-        if projected is None:
-            projected = np.zeros((0, plan.dim), dtype=np.float32)
-        projected[~mask] = 0.0
-        out[m] = (projected, mask)
+            release(projected)
+        out[m] = (projected, mask if len(keep) == len(mask) else mask[keep])
     return out
 
 
 def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignReport:
-    """Project, fuse, measure and publish the aligner ``out``; the report of the run."""
-    from mmrec.alignment.aligner import write_aligner
-    from mmrec.alignment.fusion import fuse
+    """Project, fuse, measure and publish the aligner ``out``; the report of the run.
+
+    The item vectors are written straight into the aligner's staging directory as memory
+    maps, and each index is built from its map in turn (:func:`write_parts`).
+    """
+    from numpy.lib.format import open_memmap
+
+    from mmrec.alignment.aligner import write_parts
+    from mmrec.alignment.fusion import fuse, present
     from mmrec.alignment.retrieval import retrieval_metrics
     from mmrec.alignment.train import gallery_sample
+    from mmrec.artifacts import Artifact, Kind
+    from mmrec.store import release
 
-    projected = project(plan, chosen.projector)
-    fused, have = fuse(projected, plan.config.fusion)
-    keep = have.nonzero()[0]
+    keep = present({m: plan.arrays.masks[m] for m in plan.modalities}, plan.config.fusion).nonzero()[0]
+    if not len(keep):
+        raise ConfigError("nothing to align: no item has a vector of a modality whose "
+                          "--fusion weight is above 0")
     ids = [plan.arrays.ids[i] for i in keep]
-    if len(keep) < len(have):  # no copy of every matrix when every item is kept
-        fused = fused[keep]
-        projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
     val = set(plan.arrays.ids[i] for i in plan.val_rows)
     val_rows = _rows_of(ids, val)
-    metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed))
-    info = _info(plan, trained, chosen, metrics)
-    contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
-    if trained.tuned is not None:
-        contents.tuned[trained.tuned.modality] = {
-            k: v.to("cpu").contiguous() for k, v in trained.tuned.export().items()}
-    write_aligner(out, plan.config, plan.store, trained.heads.to("cpu"), contents)
+    with Artifact.create(out, Kind.ALIGNER) as staging:
+        vectors = staging / "vectors"
+        vectors.mkdir()
+        projected = project(plan, chosen.projector, keep, into=vectors)
+        fused = open_memmap(vectors / "fused.npy", mode="w+", dtype="float32",
+                            shape=(len(keep), plan.dim))
+        fuse(projected, plan.config.fusion, out=fused)
+        metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed))
+        for matrix, _ in projected.values():  # the sample's rows, by fault-around, map most pages
+            release(matrix)
+        info = _info(plan, trained, chosen, metrics)
+        contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
+        if trained.tuned is not None:
+            contents.tuned[trained.tuned.modality] = {
+                k: v.to("cpu").contiguous() for k, v in trained.tuned.export().items()}
+        write_parts(staging, plan.config, plan.store, trained.heads.to("cpu"), contents)
     return _report(plan, out, ids, val_rows, trained, chosen, metrics)
 
 
