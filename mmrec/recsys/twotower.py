@@ -177,6 +177,7 @@ class TwoTowerTrainer:
         import torch
 
         rows, parts = np.arange(self.data.n_items), []
+        release(self.content)  # the steps' pages (~1.4 GB at 1M), else export adds to them
         for at in range(0, len(rows), EXPORT_CHUNK):
             parts.append(self.tower(rows[at:at + EXPORT_CHUNK], training))
             release(self.content)  # read once: its pages need not stay resident
