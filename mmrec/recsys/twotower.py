@@ -61,6 +61,7 @@ DENSE_MASK_LIMIT = 50_000_000  # users x items: up to this a bitmap of positives
 # table cost ~1-3 s a step (measured), the rest of the step ~1 s. Smaller tables keep
 # the exact dense AdamW (their update is cheap, and the quality figures are theirs).
 SPARSE_ID_ROWS = 200_000
+FUSED_PARAMS = 4_000_000  # dense parameters above which AdamW runs fused
 RELEASE_EVERY = 32  # steps between drops of the memory-mapped content's resident pages
 
 
@@ -134,12 +135,15 @@ class TwoTowerTrainer:
         self.indptr, self.history_items = _by_user(self.pairs, data.n_users)
         self.windows = _windows(self.pairs[:, 0], self.pairs[:, 1], cfg.recent)
         self.steps_per_epoch = max(1, math.ceil(len(self.pairs) / cfg.batch_size))
-        # fused: one pass over each parameter; the unfused update made ~10 full-size
-        # temporaries of the (items x dim) id table every step: 0.3 s at 1M items, vs 0.03
         self.sparse = [m.weight for m in (self.net.item_id, self.net.user_id) if m.sparse]
         dense = [w for w in self.net.parameters() if all(w is not t for t in self.sparse)]
+        # fused: one pass over each parameter, where the unfused update's ~10 full-size
+        # temporaries of a large id table cost (0.3 s a step for 1M x 64, vs 0.03); not
+        # below FUSED_PARAMS, where they cost nothing and the unfused update keeps the
+        # numbers small catalogs (the demo, MovieLens) were measured and chosen with
+        fused = device.type in ("cpu", "cuda") and sum(w.numel() for w in dense) > FUSED_PARAMS
         self.optimizer = torch.optim.AdamW(dense, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                           fused=device.type in ("cpu", "cuda"))
+                                           fused=fused)
         total = self.steps_per_epoch * cfg.epochs
         # A fixed warm-up can outlast a small run (the demo: 1 step an epoch), leaving the
         # learning rate far below its peak throughout: cap it at a tenth of the run.
