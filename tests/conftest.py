@@ -99,3 +99,14 @@ def rows():
         {"id": "t1", "title": "Only text", "description": "No media at all"},
         {"id": "s1", "title": "A sound", "audio": "snd/high.wav"},
     ]
+
+
+def train_matrix(data) -> np.ndarray:
+    """The dense (users, items) 0/1 matrix of a Data's training part: the reference the
+    item-item models' blocked Gram matrix (``itemitem.train_gram``) is checked against."""
+    from mmrec.recsys.splits import TRAIN
+
+    train = data.split.part == TRAIN
+    x = np.zeros((data.n_users, data.n_items), dtype=np.float32)
+    x[data.users[train], data.items[train]] = 1.0
+    return x

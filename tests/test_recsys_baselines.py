@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import train_matrix
 from mmrec.cli.main import app
 from mmrec.enums import ModelKind, SplitKind
 from mmrec.errors import ConfigError
@@ -84,7 +85,7 @@ def test_a_fixed_value_is_the_only_one_tried():
 def test_ease_is_its_closed_form():
     """W = argmin ||X - XW||^2 + lambda ||W||^2 with diag(W) = 0: the KKT conditions hold."""
     data = planted()
-    x = itemitem.train_matrix(data).astype(np.float64)
+    x = train_matrix(data).astype(np.float64)
     w = itemitem.ease_weights((x.T @ x).astype(np.float32), 50.0).astype(np.float64)
     grad = x.T @ (x @ w - x) + 50.0 * w  # zero off the diagonal (a multiplier on it)
     off = ~np.eye(N_ITEMS, dtype=bool)

@@ -9,7 +9,7 @@ import pytest
 from test_recsys_baselines import N_ITEMS, planted
 from typer.testing import CliRunner
 
-from conftest import FAKE_OPTIONS, make_catalog, one_line_error
+from conftest import FAKE_OPTIONS, make_catalog, one_line_error, train_matrix
 from mmrec.cli.main import app
 from mmrec.enums import SplitKind
 from mmrec.errors import ConfigError
@@ -18,7 +18,7 @@ from mmrec.recsys import itemitem, twotower
 from mmrec.recsys.config import TrainConfig
 from mmrec.recsys.data import Data
 from mmrec.recsys.evaluate import rank_metrics
-from mmrec.recsys.itemitem import ease_weights, train_matrix
+from mmrec.recsys.itemitem import ease_weights
 from mmrec.recsys.scoring import History, Linear, TwoTowerScorer, load_scorer, save_scorer
 from mmrec.recsys.splits import TEST, TRAIN
 

@@ -28,27 +28,15 @@ EASE_GRID = {"reg": (200.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 2000.0)}
 ITEMCF_GRID = {"neighbours": (100, 10, 20, 50, 200, 500), "shrink": (10.0, 0.0, 50.0, 100.0)}
 
 
-def _check_items(data: Data) -> None:
+def train_gram(data: Data) -> np.ndarray:
+    """``X'X`` of the training part's (users, items) 0/1 matrix ``X`` without ever holding
+    all of ``X``: summed over blocks of users of at most GRAM_CELLS cells, so memory is the
+    Gram matrix's, whatever the number of users. Exact (sums of 0/1 products), refused
+    above MAX_ITEMS items."""
     if data.n_items > MAX_ITEMS:
         raise ConfigError(f"item-item models hold a dense {data.n_items} x {data.n_items} matrix; "
                           f"catalogs above {MAX_ITEMS} items are refused",
                           hint="use --model ials or --model twotower on large catalogs")
-
-
-def train_matrix(data: Data) -> np.ndarray:
-    """Dense (users, items) 0/1 matrix of the training part, refused above MAX_ITEMS items."""
-    _check_items(data)
-    train = data.split.part == TRAIN
-    x = np.zeros((data.n_users, data.n_items), dtype=np.float32)
-    x[data.users[train], data.items[train]] = 1.0
-    return x
-
-
-def train_gram(data: Data) -> np.ndarray:
-    """``X'X`` of :func:`train_matrix`'s ``X`` without ever holding all of ``X``: summed over
-    blocks of users of at most GRAM_CELLS cells, so memory is the Gram matrix's, whatever
-    the number of users. Exact (sums of 0/1 products), refused above MAX_ITEMS items."""
-    _check_items(data)
     train = data.split.part == TRAIN
     order = np.argsort(data.users[train], kind="stable")
     users, items = data.users[train][order], data.items[train][order]
