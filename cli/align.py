@@ -43,6 +43,8 @@ def align(
     from_scratch: bool = typer.Option(_D.from_scratch, "--from-scratch", help="Start from random heads, not the shipped ones."),
     bridge: bool = typer.Option(_D.bridge, "--bridge/--no-bridge", help="Mix in the ImageNet-label bridge for images (offline default encoders only)."),
     bridge_weight: float = typer.Option(_D.bridge_weight, min=0.0, max=1.0, help="Weight of the bridge in image vectors (default: chosen on validation)."),
+    memory_weight: float = typer.Option(_D.memory_weight, min=0.0, max=4.0, help="Weight of the pair memory in image and audio vectors: the texts of the training items that look (sound) most alike (default: chosen on validation; 0: off)."),
+    hub_weight: float = typer.Option(_D.hub_weight, min=0.0, max=4.0, help="Weight of the hubness correction (CSLS) in each modality's index (default: chosen on validation; 0: off)."),
     modalities: str = typer.Option(None, help="Comma list of modalities to align (default: all in the store)."),
     fusion: str = typer.Option(None, help="Weights of the modalities in the fused item vector, e.g. text=1,image=0.5 (default 1 each)."),
     device: DeviceChoice = typer.Option(_DEVICE, help=DEVICE_HELP),
@@ -66,6 +68,7 @@ def align(
                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, val_split=val_split,
                    eval_every=eval_every, patience=patience, seed=seed, init=str(init) if init else None,
                    from_scratch=from_scratch, bridge=bridge, bridge_weight=bridge_weight,
+                   memory_weight=memory_weight, hub_weight=hub_weight,
                    modalities=split_list(modalities), fusion=parse_weights(fusion),
                    device=DeviceChoice(device).value, precision=precision, index=index,
                    tune=tune, tune_layers=tune_layers, tune_lr=tune_lr, tune_warmup=tune_warmup,
@@ -98,6 +101,9 @@ def render(report) -> None:
                       markup=False)
     if report.bridge_weight is not None:
         console.print(f"image bridge weight {report.bridge_weight:.2f} ({report.bridge_weight_from})")
+    for label, weights in (("pair memory", report.memory_weights), ("hubness correction", report.hub_weights)):
+        if weights:
+            console.print(f"{label} weight " + ", ".join(f"{m} {w:g}" for m, w in weights.items()))
     for note in report.notes:
         console.print(f"note: {note}", markup=False)
     if not report.retrieval:

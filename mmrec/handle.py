@@ -238,11 +238,23 @@ class AlignerHandle(_Resident):
             group = [n for n, t in enumerate(targets) if t is target]
             found = self._indexes[target].search(
                 np.stack([vectors[n] for n in group]), max(queries[n].k for n in group),
-                exclude=[set(queries[n].items) for n in group])
+                exclude=[set(queries[n].items) for n in group],
+                columns=self._hub_columns(target, [queries[n] for n in group]))
             for n, hits in zip(group, found, strict=True):
                 out[n] = [self._hit(target, vectors[n], i, s, queries[n].explain)
                           for i, s in hits[: queries[n].k]]
         return out
+
+    def _hub_columns(self, target: Target, queries: Sequence[Query]) -> np.ndarray | None:
+        """Each query's weights on the hubness columns of ``target``'s index: the share of
+        its parts of each query modality (items' vectors get none), as evaluation ranks."""
+        import numpy as np
+
+        found = [self.aligner.hub_columns(target, _parts(q)) for q in queries]
+        if all(f is None for f in found):
+            return None
+        width = len(next(f for f in found if f is not None))
+        return np.stack([np.zeros(width, np.float32) if f is None else f for f in found])
 
     def _check(self, query: Query) -> Target:
         from mmrec.enums import Target, parse_enum
@@ -291,6 +303,12 @@ class AlignerHandle(_Resident):
         from mmrec.alignment.search import describe_hit
 
         return describe_hit(self.aligner, target, vector, item_id, score, explain)
+
+
+def _parts(query: Query) -> list[str]:
+    """The modality of each part a query vector averages (``item`` for each item)."""
+    given = [("text", query.text), ("image", query.image), ("audio", query.audio)]
+    return [m for m, value in given if value is not None] + ["item"] * len(query.items)
 
 
 class ModelHandle(_Resident):

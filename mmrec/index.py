@@ -158,9 +158,11 @@ def _set_params(index: Any, params: dict[str, int]) -> None:
         faiss.ParameterSpace().set_index_parameter(index, name, value)
 
 
-def _tune(kind: IndexType, index: Any, vectors: np.ndarray, seed: int) -> tuple[dict[str, int], float]:
+def _tune(kind: IndexType, index: Any, vectors: np.ndarray, seed: int,
+          probes: np.ndarray | None = None) -> tuple[dict[str, int], float]:
     """The cheapest search parameter that reaches RECALL_TARGET, and its recall@10.
 
+    ``probes``: the query form of each row (default the rows themselves).
     Stops early when a step gains nearly nothing (PQ codes plateau below the target).
     """
     import numpy as np
@@ -168,7 +170,9 @@ def _tune(kind: IndexType, index: Any, vectors: np.ndarray, seed: int) -> tuple[
     name, values = _ladder(kind, index)
     rng = np.random.default_rng(seed + 1)
     rows = np.sort(rng.choice(len(vectors), min(len(vectors), RECALL_QUERIES), replace=False))
-    queries, truth = np.ascontiguousarray(vectors[rows]), _exact(vectors, rows)
+    probes = vectors if probes is None else probes
+    queries = np.ascontiguousarray(probes[rows])
+    truth = _exact(vectors, queries, rows)
     if name is None:
         return {}, recall_at(index, queries, rows, truth)
     params, recall = {}, -1.0
@@ -180,12 +184,11 @@ def _tune(kind: IndexType, index: Any, vectors: np.ndarray, seed: int) -> tuple[
     return params, recall
 
 
-def _exact(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _exact(vectors: np.ndarray, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
     import faiss
-    import numpy as np
 
     k = min(RECALL_K + 1, len(vectors))
-    _, found = faiss.knn(np.ascontiguousarray(vectors[rows]), vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    _, found = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     return _without_self(found, rows, k - 1)
 
 
@@ -230,25 +233,44 @@ class VectorIndex:
 
     @classmethod
     def build(cls, ids: Sequence[str], vectors: np.ndarray, kind: IndexType | str = IndexType.AUTO,
-              seed: int = 0, budget: int | None = None) -> VectorIndex:
-        """An index of ``kind`` over unit ``vectors``, tuned to RECALL_TARGET (see module doc)."""
+              seed: int = 0, budget: int | None = None, bias: np.ndarray | None = None) -> VectorIndex:
+        """An index of ``kind`` over unit ``vectors``, tuned to RECALL_TARGET (see module doc).
+
+        ``bias``: score terms per item, ``(items,)`` or ``(items, j)`` (an aligner's hubness
+        corrections, one per query modality), held as extra columns; :meth:`search` takes
+        each query's weights on them (``columns``), so a score is ``q . v + columns . bias``.
+        """
         import numpy as np
+
+        from mmrec.vectors import with_bias
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(ids) != vectors.shape[0]:
             raise ConfigError(f"index needs one vector per id: {len(ids)} ids, shape {vectors.shape}")
         if not len(ids):
             raise ConfigError("cannot build an index over zero items")
+        probes, extra = vectors, 0
+        if bias is not None:  # the tuning queries: own vectors, weighing every column
+            extra = np.asarray(bias).reshape(len(vectors), -1).shape[1]
+            vectors = np.ascontiguousarray(with_bias(vectors, bias))
+            probes = with_bias(probes, np.ones((len(probes), extra)))
         built = resolve_kind(kind, *vectors.shape, budget)
         index, description = _build_faiss(built, vectors, seed)
-        params, recall = _tune(built, index, vectors, seed)
+        params, recall = _tune(built, index, vectors, seed, probes)
         info = {"factory": description, "params": params, f"recall@{RECALL_K}": round(recall, 4),
                 "recall_queries": min(len(ids), RECALL_QUERIES), "requested": IndexType(kind).value}
+        if bias is not None:
+            info["bias_columns"] = extra
         return cls(ids, index, built, info)
 
     @property
     def dim(self) -> int:
-        return int(self.index.d)
+        """The query size: the index's, less its bias columns."""
+        return int(self.index.d) - self.bias_columns
+
+    @property
+    def bias_columns(self) -> int:
+        return int(self.info.get("bias_columns", 0))
 
     @property
     def recall(self) -> float | None:
@@ -258,14 +280,21 @@ class VectorIndex:
     def row(self, item_id: str) -> int | None:
         return self._row.get(item_id)
 
-    def search(self, queries: np.ndarray, k: int,
-               exclude: Sequence[Iterable[str]] | None = None) -> list[list[tuple[str, float]]]:
-        """Top ``k`` (id, score) per query row, skipping each row's ``exclude`` ids."""
+    def search(self, queries: np.ndarray, k: int, exclude: Sequence[Iterable[str]] | None = None,
+               columns: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+        """Top ``k`` (id, score) per query row, skipping each row's ``exclude`` ids.
+
+        ``columns``: each query's weights on the bias columns (default 0: no term)."""
         import numpy as np
 
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if queries.shape[1] != self.dim:
             raise ConfigError(f"query has {queries.shape[1]} dimensions, the index {self.dim}")
+        if self.bias_columns:
+            from mmrec.vectors import with_bias
+
+            weights = np.zeros((len(queries), self.bias_columns)) if columns is None else columns
+            queries = np.ascontiguousarray(with_bias(queries, weights))
         skips = [set(e) for e in exclude] if exclude is not None else [set()] * len(queries)
         depth = min(len(self.ids), k + max((len(s) for s in skips), default=0))
         scores, rows = self.index.search(queries, depth)

@@ -11,11 +11,16 @@ Layout::
     items.jsonl          item metadata (title, ...), so search needs no store
     vectors/<m>.npy      per modality: (items, dim) projected unit rows, zeros where absent
     vectors/<m>.mask.npy its presence mask
+    vectors/<m>.hub.npy  (where chosen) each item's hubness correction, one column per
+                         query modality (``hub_sources`` in config.json), also the last
+                         columns of index-<m>.faiss (:mod:`mmrec.alignment.hubness`)
     vectors/fused.npy    fused item vectors (normalised weighted mean of the modalities)
     index.faiss          faiss index over the fused vectors (+ index.ids.json)
     index-<m>.faiss      faiss index over one modality's projected vectors
     tuned-<m>.safetensors  (``--tune``) the tuned layers of modality m's encoder, applied
                          to it for queries (:func:`mmrec.alignment.tune.load_query_encoder`)
+    memory-<m>.safetensors (where chosen) modality m's pair memory, applied to items and
+                         queries alike (:mod:`mmrec.alignment.memory`)
 
 Written through :meth:`mmrec.artifacts.Artifact.create`: staged in a hidden sibling and
 published in one step. The directory needs nothing else: it can be moved, and its
@@ -59,6 +64,7 @@ class AlignerContents:
     items: list[dict[str, Any]]
     info: dict[str, Any]
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> tensors
+    hubs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # target -> source -> term
 
 
 def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
@@ -96,8 +102,13 @@ def write_parts(staging: Path, config: Any, store: Store, heads: HeadSet,
         save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)
         rows = np.flatnonzero(mask)
         present = matrix if len(rows) == len(mask) else matrix[rows]  # no copy when all are
-        VectorIndex.build([contents.ids[i] for i in rows], present, config.index).save(
-            staging, index_name(modality))
+        hub = contents.hubs.get(modality)
+        if hub:  # one column per query modality, in hub_sources' order
+            hub = np.stack(list(hub.values()), axis=1)
+            save_npy(staging / "vectors" / f"{modality}.hub.npy", hub)
+        VectorIndex.build([contents.ids[i] for i in rows], present, config.index,
+                          bias=hub[rows] if hub is not None else None,
+                          ).save(staging, index_name(modality))
         release(matrix)
     _save_matrix(staging / "vectors" / "fused.npy", contents.fused)
     VectorIndex.build(contents.ids, contents.fused, config.index).save(staging, index_name(Target.FUSED))
@@ -167,6 +178,27 @@ class Aligner:
     def all_projected(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         return {m: self.projected(m) for m in self.modalities}
 
+    @cached_property
+    def hubs(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{target: {query modality: hubness correction per item}}`` where it has any."""
+        import numpy as np
+
+        found = {}
+        for m, sources in self.info.get("hub_sources", {}).items():
+            matrix = read_part(self.path / "vectors" / f"{m}.hub.npy", np.load, AlignerError)
+            found[m] = {x: matrix[:, j] for j, x in enumerate(sources)}
+        return found
+
+    def hub_columns(self, target: Target | str, parts: list[str]) -> np.ndarray | None:
+        """A query's weights on the hub columns of ``target``'s index: each column's share
+        of the query's content parts (a text query: 1 on the text column), None if none."""
+        import numpy as np
+
+        sources = self.info.get("hub_sources", {}).get(Target(target).value)
+        if not sources or not parts:
+            return None
+        return np.array([parts.count(x) / len(parts) for x in sources], dtype=np.float32)
+
     def fused(self) -> np.ndarray:
         import numpy as np
 
@@ -192,9 +224,12 @@ class Aligner:
         from mmrec.alignment.bridge import ImageNetBridge
         from mmrec.alignment.fusion import Projector
         from mmrec.alignment.heads import load_heads
+        from mmrec.alignment.memory import PairMemory
 
         bridge = self.info.get("bridge") or {}
         use = with_bridge and bool(bridge.get("enabled"))
+        memories = {m: memory for m in self.modalities
+                    if (memory := PairMemory.load(self.path, m)) is not None}
         return Projector(load_heads(self.path, device),
                          ImageNetBridge.load(bridge.get("temperature")) if use else None,
-                         float(bridge.get("weight", 0.0)))
+                         float(bridge.get("weight", 0.0)), memories)

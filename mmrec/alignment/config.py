@@ -48,6 +48,8 @@ class AlignConfig:
     from_scratch: bool = False
     bridge: bool = True  # the ImageNet-label bridge for images, where the encoders allow
     bridge_weight: float | None = None  # None: chosen on the validation split
+    memory_weight: float | None = None  # pair memory of images/sounds; None: chosen, 0: off
+    hub_weight: float | None = None  # hubness correction of each index; None: chosen, 0: off
     modalities: list[str] | None = None  # default: every modality of the store
     fusion: dict[str, float] = field(default_factory=dict)  # per-modality weight, default 1
     index: IndexType = IndexType.AUTO  # faiss index type of every item index
@@ -83,6 +85,8 @@ class AlignConfig:
         _check(self.eval_every >= 1 and self.patience >= 1, "eval_every and patience must be >= 1")
         _check(self.bridge_weight is None or 0 <= self.bridge_weight <= 1,
                f"--bridge-weight must be in [0, 1], got {self.bridge_weight}")
+        for name, weight in (("--memory-weight", self.memory_weight), ("--hub-weight", self.hub_weight)):
+            _check(weight is None or 0 <= weight <= 4, f"{name} must be in [0, 4], got {weight}")
         _check(not (self.from_scratch and self.init),
                "--from-scratch and --init exclude each other")
         _check(all(w >= 0 for w in self.fusion.values()), "fusion weights must be >= 0")

@@ -33,7 +33,7 @@ def retrieval(path: str | Path, split: RetrievalSplit | str = RetrievalSplit.VAL
         rows = np.arange(len(aligner.ids))
     from mmrec.alignment.retrieval import retrieval_metrics
 
-    found = retrieval_metrics(aligner.all_projected(), rows, tuple(ks))
+    found = retrieval_metrics(aligner.all_projected(), rows, tuple(ks), hubs=aligner.hubs)
     if not found:
         raise ConfigError(f"aligner {aligner.path}: no pair of modalities shares an item in "
                           f"the {split.value} split, so there is nothing to retrieve")

@@ -9,7 +9,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mmrec.enums import Pivot
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from mmrec.alignment.bridge import ImageNetBridge
     from mmrec.alignment.heads import HeadSet
+    from mmrec.alignment.memory import PairMemory
 
 
 def mix(head: np.ndarray, bridge: np.ndarray, weight: float) -> np.ndarray:
@@ -32,11 +33,13 @@ def mix(head: np.ndarray, bridge: np.ndarray, weight: float) -> np.ndarray:
 
 @dataclass
 class Projector:
-    """Heads plus, for images, the bridge with its weight."""
+    """Heads plus, for images, the bridge with its weight, and each modality's pair
+    memory (:mod:`mmrec.alignment.memory`) where it has one."""
 
     heads: HeadSet
     bridge: ImageNetBridge | None = None
     bridge_weight: float = 0.0
+    memories: dict[str, PairMemory] = field(default_factory=dict)
 
     def modalities(self) -> list[str]:
         found = list(self.heads.in_dims)
@@ -57,18 +60,23 @@ class Projector:
         return direction * confidence
 
     def project(self, modality: str, unit: np.ndarray, norms: np.ndarray | None = None,
-                weight: float | None = None) -> np.ndarray:
-        """Unit encoder rows (and their raw norms, for images) -> unit pivot-space rows."""
+                weight: float | None = None, exclude: np.ndarray | None = None) -> np.ndarray:
+        """Unit encoder rows (and their raw norms, for images) -> unit pivot-space rows.
+
+        ``exclude``: per row, the memory pair it must leave out (its own), -1 for none.
+        """
         weight = self.bridge_weight if weight is None else weight
         use_bridge = modality == "image" and self.bridge is not None and norms is not None
         if not self.heads.has(modality):
             if not use_bridge:
                 raise ConfigError(f"this aligner has no {modality} head")
-            return unit_rows(self.bridge_part(unit, norms))
-        projected = self.heads.project(modality, unit)
-        if use_bridge and weight > 0:
-            projected = mix(projected, self.bridge_part(unit, norms), weight)
-        return projected
+            projected = unit_rows(self.bridge_part(unit, norms))
+        else:
+            projected = self.heads.project(modality, unit)
+            if use_bridge and weight > 0:
+                projected = mix(projected, self.bridge_part(unit, norms), weight)
+        memory = self.memories.get(modality)
+        return projected if memory is None else memory.apply(projected, unit, exclude=exclude)
 
 
 def present(masks: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 One run: read the store, split its items (by item, seeded), start the heads from the
 shipped defaults (or ``--init``, or scratch), train with early stopping, choose the
-image bridge's weight on the validation split, project every item, fuse, index, and
-publish the directory atomically. ``steps=0`` trains nothing: it applies the initial
-heads and the bridge as they are (zero-shot).
+image bridge's weight on the validation split, then the pair memory's weight and the
+hubness correction's (both 0 where validation says so), project every item, fuse,
+index, and publish the directory atomically. ``steps=0`` trains nothing: it applies
+the initial heads and the bridge as they are (zero-shot: no memory, no correction).
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ class AlignReport:
     temperature: float
     bridge_weight: float | None  # None: no bridge (other encoders, or --no-bridge)
     bridge_weight_from: str | None  # "validation", "given", the init source, or "bridge only"
+    memory_weights: dict[str, float]  # pair memory per modality (absent: none)
+    hub_weights: dict[str, float]  # hubness correction per pair "source->target" (absent: none)
     retrieval: dict[str, dict[str, float]]  # validation split, final vectors
     seconds: float
     device: str
@@ -233,6 +236,7 @@ class Projection:
     projector: Projector
     weight_from: str | None
     weight_scores: dict[float, float]
+    memory_scores: dict[str, dict[float, float]] = field(default_factory=dict)
 
 
 def plan(store: Store, config: AlignConfig, progress: Progress) -> Plan:
@@ -314,11 +318,55 @@ def projection(plan: Plan, trained: Trained) -> Projection:
     from mmrec.alignment.fusion import Projector
 
     projector = Projector(trained.heads, plan.bridge, 0.0)
-    if plan.bridge is None:
-        return Projection(projector, None, {})
-    weight, chosen_by, scores = _bridge_weight(plan, trained, projector)
-    projector.bridge_weight = weight
-    return Projection(projector, chosen_by, scores)
+    chosen_by, scores = None, {}
+    if plan.bridge is not None:
+        weight, chosen_by, scores = _bridge_weight(plan, trained, projector)
+        projector.bridge_weight = weight
+    memory_scores = _memories(plan, trained, projector)
+    return Projection(projector, chosen_by, scores, memory_scores)
+
+
+def _memories(plan: Plan, trained: Trained, projector: Projector) -> dict[str, dict[float, float]]:
+    """Give ``projector`` the pair memory of each non-text modality whose weight, chosen
+    on the validation rows (or given), is above 0; the validation R@10 of each weight."""
+    import numpy as np
+
+    from mmrec.alignment.memory import MEMORY_GRID, MEMORY_LIMIT, PairMemory
+    from mmrec.alignment.retrieval import mean_recall
+    from mmrec.alignment.train import gallery_sample
+
+    config, arrays = plan.config, plan.arrays
+    if config.memory_weight == 0 or trained.fit.steps == 0 or not trained.heads.has("text"):
+        return {}  # zero-shot uses no pair of the target; a memory needs texts
+    val = plan.gallery
+    base = {m: (projector.project(m, arrays.matrices[m][val], arrays.norms[m][val]),
+                arrays.masks[m][val]) for m in plan.modalities}
+    found = {}
+    for m in plan.modalities:
+        both = plan.train_rows[arrays.masks[m][plan.train_rows] & arrays.masks["text"][plan.train_rows]]
+        if m == "text" or len(both) < 2:
+            continue
+        rows = gallery_sample(both, MEMORY_LIMIT, config.seed)
+        # float16 on disk: the fit uses the rounded pairs, so queries score exactly as items
+        keys = np.asarray(arrays.matrices[m][rows], np.float16).astype(np.float32)
+        values = projector.project("text", arrays.matrices["text"][rows]).astype(np.float16)
+        memory = PairMemory(m, keys, values.astype(np.float32), rows=rows)
+        scores = {}
+        pairs = [p for x in base if x != m for p in ((m, x), (x, m))]
+        for weight in (MEMORY_GRID if config.memory_weight is None else (config.memory_weight,)):
+            trial = dict(base)
+            trial[m] = (memory.apply(base[m][0], arrays.matrices[m][val], weight), base[m][1])
+            score = mean_recall(trial, np.arange(len(val)), k=10, pairs=pairs)
+            if not math.isnan(score):
+                scores[weight] = round(score, 6)
+        if config.memory_weight is not None:
+            memory.weight = config.memory_weight
+        elif scores:
+            memory.weight = max(scores, key=lambda w: (scores[w], -w))
+        if memory.weight > 0:
+            projector.memories[m] = memory
+        found[m] = scores
+    return found
 
 
 def _bridge_weight(plan: Plan, trained: Trained,
@@ -354,12 +402,15 @@ def project(plan: Plan, projector: Projector, keep: np.ndarray | None = None,
     out = {}
     for m in plan.modalities:
         matrix, mask, norms = plan.arrays.matrices[m], plan.arrays.masks[m], plan.arrays.norms[m]
+        memory = projector.memories.get(m)  # a training item leaves its own pair out
+        own = memory.own_keys(len(matrix)) if memory is not None else None
         shape = (len(keep), plan.dim)
         projected = np.empty(shape, dtype=np.float32) if into is None else \
             open_memmap(into / f"{m}.npy", mode="w+", dtype=np.float32, shape=shape)
         # every row projected in the same chunks whatever is kept: the same floats
         for lo in range(0, len(matrix), PROJECT_CHUNK):
-            part = projector.project(m, matrix[lo:lo + PROJECT_CHUNK], norms[lo:lo + PROJECT_CHUNK])
+            part = projector.project(m, matrix[lo:lo + PROJECT_CHUNK], norms[lo:lo + PROJECT_CHUNK],
+                                     exclude=None if own is None else own[lo:lo + PROJECT_CHUNK])
             first, last = np.searchsorted(keep, (lo, lo + len(part)))
             rows = keep[first:last]
             part = part if len(rows) == len(part) else part[rows - lo]
@@ -400,20 +451,83 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
         fused = open_memmap(vectors / "fused.npy", mode="w+", dtype="float32",
                             shape=(len(keep), plan.dim))
         fuse(projected, plan.config.fusion, out=fused)
-        metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed))
+        hubs, hub_weights, hub_scores = _hubs(plan, trained, projected, val_rows)
+        metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed),
+                                    hubs=hubs)
         for matrix, _ in projected.values():  # the sample's rows, by fault-around, map most pages
             release(matrix)
-        info = _info(plan, trained, chosen, metrics)
+        info = _info(plan, trained, chosen, metrics, hub_weights, hub_scores)
+        info["hub_sources"] = {m: list(terms) for m, terms in hubs.items()}  # index columns
         contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
+        contents.hubs = hubs
         if trained.tuned is not None:
             contents.tuned[trained.tuned.modality] = {
                 k: v.to("cpu").contiguous() for k, v in trained.tuned.export().items()}
         write_parts(staging, plan.config, plan.store, trained.heads.to("cpu"), contents)
-    return _report(plan, out, ids, val_rows, trained, chosen, metrics)
+        for memory in chosen.projector.memories.values():
+            memory.save(staging)
+    return _report(plan, out, ids, val_rows, trained, chosen, metrics, hub_weights)
 
 
-def _info(plan: Plan, trained: Trained, chosen: Projection,
-          metrics: dict[str, Any]) -> dict[str, Any]:
+def _hubs(plan: Plan, trained: Trained, projected: dict[str, tuple[np.ndarray, np.ndarray]],
+          val_rows: np.ndarray) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float],
+                                         dict[str, dict[float, float]]]:
+    """The hubness corrections (``-w * r(item)``, :mod:`mmrec.alignment.hubness`) of each
+    pair ``source->target``, as ``{target: {source: term per item}}``, where ``w``, chosen
+    on that pair's validation R@10 (or given), is above 0; every pair's weight; and the
+    validation R@10 of each weight tried. Rows are those of ``projected``.
+
+    One term per query modality: an image's correction for text queries is measured
+    against training texts, for sounds against training sounds (on Tux Paint one pooled
+    term traded audio->image for text->image)."""
+    import numpy as np
+
+    from mmrec.alignment.hubness import BANK_LIMIT, HUB_GRID, HUB_K, hub_scores
+    from mmrec.alignment.retrieval import mean_recall
+    from mmrec.alignment.train import VAL_GALLERY, gallery_sample
+
+    config, n = plan.config, len(next(iter(projected.values()))[1])
+    if config.hub_weight == 0 or trained.fit.steps == 0 or len(projected) < 2:
+        return {}, {}, {}
+    train = np.setdiff1d(np.arange(n), val_rows)
+    val = gallery_sample(val_rows, VAL_GALLERY, config.seed)
+    hubs, weights, found = {}, {}, {}
+    for m, (matrix, mask) in projected.items():
+        for x in (x for x in projected if x != m):
+            bank, own = query_bank(projected[x], train, BANK_LIMIT, config.seed)
+            r = np.where(mask, hub_scores(matrix, bank, HUB_K, own[:, None]), 0.0).astype(np.float32)
+            scores = {}
+            for weight in (HUB_GRID if config.hub_weight is None else (config.hub_weight,)):
+                score = mean_recall(projected, val, k=10, pairs=[(x, m)], hubs={m: {x: -weight * r}})
+                if not math.isnan(score):
+                    scores[weight] = round(score, 6)
+            weight = config.hub_weight if config.hub_weight is not None else \
+                max(scores, key=lambda w: (scores[w], -w)) if scores else 0.0
+            if weight > 0:
+                hubs.setdefault(m, {})[x] = (-weight * r).astype(np.float32)
+            weights[f"{x}->{m}"], found[f"{x}->{m}"] = float(weight), scores
+    return hubs, weights, found
+
+
+def query_bank(vectors: tuple[np.ndarray, np.ndarray], train: np.ndarray, limit: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training items' rows of one modality (at most ``limit``, seeded): the queries
+    a correction is measured against; and per item its own bank row (-1 for none)."""
+    import numpy as np
+
+    from mmrec.alignment.train import gallery_sample
+
+    matrix, mask = vectors
+    rows = gallery_sample(train[mask[train]], limit, seed)
+    own = np.full(len(mask), -1, dtype=np.int64)
+    own[rows] = np.arange(len(rows))
+    return np.asarray(matrix[rows], dtype=np.float32), own
+
+
+def _info(plan: Plan, trained: Trained, chosen: Projection, metrics: dict[str, Any],
+          hub_weights: dict[str, float], hub_scores: dict[str, dict[float, float]]) -> dict[str, Any]:
+    from mmrec.alignment.hubness import HUB_K
+
     projector, fit, heads = chosen.projector, trained.fit, trained.heads
     bridge = {"enabled": projector.bridge is not None}
     if projector.bridge is not None:
@@ -431,6 +545,14 @@ def _info(plan: Plan, trained: Trained, chosen: Projection,
                      "history": fit.history},
         "validation": metrics,
         "tuning": _tuning(plan.config, trained),
+        "memory": {m: {"weight": mem.weight if (mem := projector.memories.get(m)) else 0.0,
+                       "pairs": len(mem.keys) if mem else 0, "temperature": mem.temperature if mem else None,
+                       "k": mem.k if mem else None,
+                       "val_r10_by_weight": {str(w): r for w, r in scores.items()}}
+                   for m, scores in chosen.memory_scores.items()},
+        "hubness": {pair: {"weight": hub_weights[pair], "k": HUB_K,
+                           "val_r10_by_weight": {str(w): r for w, r in scores.items()}}
+                    for pair, scores in hub_scores.items()},
     }
 
 
@@ -449,7 +571,7 @@ def _tuning(config: AlignConfig, trained: Trained) -> dict[str, Any] | None:
 
 
 def _report(plan: Plan, out: Path, ids: list[str], val_rows: np.ndarray, trained: Trained,
-            chosen: Projection, metrics: dict[str, Any]) -> AlignReport:
+            chosen: Projection, metrics: dict[str, Any], hub_weights: dict[str, float]) -> AlignReport:
     fit, projector, config = trained.fit, chosen.projector, plan.config
     return AlignReport(
         aligner=str(out), store=str(plan.store.path), items=len(ids),
@@ -459,7 +581,10 @@ def _report(plan: Plan, out: Path, ids: list[str], val_rows: np.ndarray, trained
         best_step=fit.best_step, stopped_early=fit.stopped_early, val_r10=fit.best_r10,
         temperature=trained.heads.temperature(),
         bridge_weight=projector.bridge_weight if projector.bridge is not None else None,
-        bridge_weight_from=chosen.weight_from, retrieval=metrics, seconds=0.0, device="",
+        bridge_weight_from=chosen.weight_from,
+        memory_weights={m: mem.weight for m, mem in projector.memories.items()},
+        hub_weights={m: w for m, w in hub_weights.items() if w > 0},
+        retrieval=metrics, seconds=0.0, device="",
         notes=[*plan.notes, *trained.notes], tuning=_tuning(config, trained),
     )
 

@@ -4,6 +4,8 @@ For a pair ``a->b`` over a set of items: every item with both ``a`` and ``b`` is
 query, every item with ``b`` is in the gallery, and the one right answer is the
 query item's own ``b`` vector. Ties count against the query (rank = 1 + the number
 of gallery items scoring at least as high as the answer, the answer excluded).
+``hubs`` (``{target: {source: per-item term}}``, :mod:`mmrec.alignment.hubness`) adds
+each gallery item's correction for the pair to its scores, as its index does.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 Projected = dict  # {modality: (matrix (items, dim), mask (items,))}, rows in item order
+Hubs = dict  # {target: {source: (items,) score term of each item as a gallery item}}
 
 
 def ranks(queries: np.ndarray, gallery: np.ndarray, answer: np.ndarray,
@@ -44,9 +47,11 @@ def summarize(rank: np.ndarray, gallery: int, ks: tuple[int, ...] = RECALL_KS) -
 
 
 def pair_ranks(projected: Projected, source: str, target: str,
-               rows: np.ndarray) -> tuple[np.ndarray, int] | None:
+               rows: np.ndarray, hubs: Hubs | None = None) -> tuple[np.ndarray, int] | None:
     """Ranks of ``source->target`` over the items ``rows``; None without a query."""
     import numpy as np
+
+    from mmrec.vectors import with_bias, with_one
 
     src, src_mask = projected[source]
     dst, dst_mask = projected[target]
@@ -56,28 +61,33 @@ def pair_ranks(projected: Projected, source: str, target: str,
         return None
     position = {r: i for i, r in enumerate(gallery_rows.tolist())}
     answer = np.array([position[r] for r in query_rows.tolist()])
-    return ranks(np.asarray(src[query_rows]), np.asarray(dst[gallery_rows]), answer), len(gallery_rows)
+    queries, gallery = np.asarray(src[query_rows]), np.asarray(dst[gallery_rows])
+    term = (hubs or {}).get(target, {}).get(source)
+    if term is not None:
+        queries, gallery = with_one(queries), with_bias(gallery, np.asarray(term)[gallery_rows])
+    return ranks(queries, gallery, answer), len(gallery_rows)
 
 
-def retrieval_metrics(projected: Projected, rows: np.ndarray,
-                      ks: tuple[int, ...] = RECALL_KS) -> dict[str, dict[str, float]]:
+def retrieval_metrics(projected: Projected, rows: np.ndarray, ks: tuple[int, ...] = RECALL_KS,
+                      hubs: Hubs | None = None) -> dict[str, dict[str, float]]:
     """``{"text->image": {recall@K, median_rank, queries, gallery, chance@K}, ...}``."""
     found = {}
     for source, target in permutations(projected, 2):
-        result = pair_ranks(projected, source, target, rows)
+        result = pair_ranks(projected, source, target, rows, hubs)
         if result is not None:
             found[f"{source}->{target}"] = summarize(*result, ks=ks)
     return found
 
 
 def mean_recall(projected: Projected, rows: np.ndarray, k: int = 10,
-                pairs: list[tuple[str, str]] | None = None) -> float:
+                pairs: list[tuple[str, str]] | None = None, hubs: Hubs | None = None) -> float:
     """Mean ``recall@k`` over ordered pairs (default: all): the early-stopping criterion."""
-    return validation_score(projected, rows, k, pairs)[0]
+    return validation_score(projected, rows, k, pairs, hubs)[0]
 
 
 def validation_score(projected: Projected, rows: np.ndarray, k: int = 10,
-                     pairs: list[tuple[str, str]] | None = None) -> tuple[float, float]:
+                     pairs: list[tuple[str, str]] | None = None,
+                     hubs: Hubs | None = None) -> tuple[float, float]:
     """Mean ``recall@k`` and mean reciprocal rank over ordered pairs (default: all).
 
     The reciprocal rank breaks ties of the recall, which saturates on small galleries.
@@ -86,7 +96,7 @@ def validation_score(projected: Projected, rows: np.ndarray, k: int = 10,
 
     recalls, reciprocal = [], []
     for source, target in pairs or list(permutations(projected, 2)):
-        result = pair_ranks(projected, source, target, rows)
+        result = pair_ranks(projected, source, target, rows, hubs)
         if result is not None:
             recalls.append(float(np.mean(result[0] <= k)))
             reciprocal.append(float(np.mean(1.0 / result[0])))
