@@ -166,9 +166,12 @@ def _in_memory_aligner(plan, trained, chosen, out):
     projected = {m: (matrix[keep], mask[keep]) for m, (matrix, mask) in projected.items()}
     val = {plan.arrays.ids[i] for i in plan.val_rows}
     rows = pipeline._rows_of(ids, val)
-    metrics = retrieval_metrics(projected, gallery_sample(rows, pipeline.REPORT_GALLERY, plan.config.seed))
-    info = pipeline._info(plan, trained, chosen, metrics)
+    hubs = pipeline._hubs(plan, trained, projected, rows)
+    metrics = retrieval_metrics(projected, gallery_sample(rows, pipeline.REPORT_GALLERY, plan.config.seed),
+                                hubs=hubs.terms)
+    info = pipeline._info(plan, trained, chosen, metrics, hubs)
     contents = pipeline._contents(plan.store, ids, projected, fused[keep], val, plan.config, info)
+    contents.hubs, contents.memories = hubs.terms, list(chosen.projector.memories.values())
     write_aligner(out, plan.config, plan.store, trained.heads.to("cpu"), contents)
 
 

@@ -65,6 +65,7 @@ class AlignerContents:
     info: dict[str, Any]
     tuned: dict[str, dict[str, Any]] = field(default_factory=dict)  # modality -> tensors
     hubs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # target -> source -> term
+    memories: list[Any] = field(default_factory=list)  # PairMemory of each modality that has one
 
 
 def write_aligner(out: Path, config: Any, store: Store, heads: HeadSet,
@@ -97,6 +98,8 @@ def write_parts(staging: Path, config: Any, store: Store, heads: HeadSet,
         from mmrec.alignment.tune import weights_file
 
         save_safetensors(staging / weights_file(modality), tensors)
+    for memory in contents.memories:
+        memory.save(staging)
     for modality, (matrix, mask) in contents.projected.items():
         _save_matrix(staging / "vectors" / f"{modality}.npy", matrix)
         save_npy(staging / "vectors" / f"{modality}.mask.npy", mask)

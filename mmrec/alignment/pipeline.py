@@ -230,6 +230,15 @@ class Trained:
 
 
 @dataclass(frozen=True)
+class HubChoice:
+    """``_hubs``' result: the stored terms, every pair's weight, the scores of each weight."""
+
+    terms: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # target -> source -> term
+    weights: dict[str, float] = field(default_factory=dict)  # "source->target" -> weight
+    scores: dict[str, dict[float, float]] = field(default_factory=dict)  # validation R@10 per weight
+
+
+@dataclass(frozen=True)
 class Projection:
     """Heads plus bridge that make the item vectors, and how the bridge weight was chosen."""
 
@@ -451,27 +460,23 @@ def write(plan: Plan, out: Path, trained: Trained, chosen: Projection) -> AlignR
         fused = open_memmap(vectors / "fused.npy", mode="w+", dtype="float32",
                             shape=(len(keep), plan.dim))
         fuse(projected, plan.config.fusion, out=fused)
-        hubs, hub_weights, hub_scores = _hubs(plan, trained, projected, val_rows)
+        hubs = _hubs(plan, trained, projected, val_rows)
         metrics = retrieval_metrics(projected, gallery_sample(val_rows, REPORT_GALLERY, plan.config.seed),
-                                    hubs=hubs)
+                                    hubs=hubs.terms)
         for matrix, _ in projected.values():  # the sample's rows, by fault-around, map most pages
             release(matrix)
-        info = _info(plan, trained, chosen, metrics, hub_weights, hub_scores)
-        info["hub_sources"] = {m: list(terms) for m, terms in hubs.items()}  # index columns
+        info = _info(plan, trained, chosen, metrics, hubs)
         contents = _contents(plan.store, ids, projected, fused, val, plan.config, info)
-        contents.hubs = hubs
+        contents.hubs, contents.memories = hubs.terms, list(chosen.projector.memories.values())
         if trained.tuned is not None:
             contents.tuned[trained.tuned.modality] = {
                 k: v.to("cpu").contiguous() for k, v in trained.tuned.export().items()}
         write_parts(staging, plan.config, plan.store, trained.heads.to("cpu"), contents)
-        for memory in chosen.projector.memories.values():
-            memory.save(staging)
-    return _report(plan, out, ids, val_rows, trained, chosen, metrics, hub_weights)
+    return _report(plan, out, ids, val_rows, trained, chosen, metrics, hubs.weights)
 
 
 def _hubs(plan: Plan, trained: Trained, projected: dict[str, tuple[np.ndarray, np.ndarray]],
-          val_rows: np.ndarray) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, float],
-                                         dict[str, dict[float, float]]]:
+          val_rows: np.ndarray) -> HubChoice:
     """The hubness corrections (``-w * r(item)``, :mod:`mmrec.alignment.hubness`) of each
     pair ``source->target``, as ``{target: {source: term per item}}``, where ``w``, chosen
     on that pair's validation R@10 (or given), is above 0; every pair's weight; and the
@@ -488,7 +493,7 @@ def _hubs(plan: Plan, trained: Trained, projected: dict[str, tuple[np.ndarray, n
 
     config, n = plan.config, len(next(iter(projected.values()))[1])
     if config.hub_weight == 0 or trained.fit.steps == 0 or len(projected) < 2:
-        return {}, {}, {}
+        return HubChoice()
     train = np.setdiff1d(np.arange(n), val_rows)
     val = gallery_sample(val_rows, VAL_GALLERY, config.seed)
     hubs, weights, found = {}, {}, {}
@@ -506,7 +511,7 @@ def _hubs(plan: Plan, trained: Trained, projected: dict[str, tuple[np.ndarray, n
             if weight > 0:
                 hubs.setdefault(m, {})[x] = (-weight * r).astype(np.float32)
             weights[f"{x}->{m}"], found[f"{x}->{m}"] = float(weight), scores
-    return hubs, weights, found
+    return HubChoice(hubs, weights, found)
 
 
 def query_bank(vectors: tuple[np.ndarray, np.ndarray], train: np.ndarray, limit: int,
@@ -525,7 +530,7 @@ def query_bank(vectors: tuple[np.ndarray, np.ndarray], train: np.ndarray, limit:
 
 
 def _info(plan: Plan, trained: Trained, chosen: Projection, metrics: dict[str, Any],
-          hub_weights: dict[str, float], hub_scores: dict[str, dict[float, float]]) -> dict[str, Any]:
+          hubs: HubChoice) -> dict[str, Any]:
     from mmrec.alignment.hubness import HUB_K
 
     projector, fit, heads = chosen.projector, trained.fit, trained.heads
@@ -550,9 +555,10 @@ def _info(plan: Plan, trained: Trained, chosen: Projection, metrics: dict[str, A
                        "k": mem.k if mem else None,
                        "val_r10_by_weight": {str(w): r for w, r in scores.items()}}
                    for m, scores in chosen.memory_scores.items()},
-        "hubness": {pair: {"weight": hub_weights[pair], "k": HUB_K,
+        "hubness": {pair: {"weight": hubs.weights[pair], "k": HUB_K,
                            "val_r10_by_weight": {str(w): r for w, r in scores.items()}}
-                    for pair, scores in hub_scores.items()},
+                    for pair, scores in hubs.scores.items()},
+        "hub_sources": {m: list(terms) for m, terms in hubs.terms.items()},  # index columns
     }
 
 
