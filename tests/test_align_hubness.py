@@ -188,3 +188,28 @@ def test_bad_weights_fail_in_one_line(store, tmp_path):
 
     with pytest.raises(ConfigError, match="--memory-weight must be in"):
         AlignConfig(memory_weight=9).validate()
+
+
+def test_serve_ranks_with_the_memory_and_the_correction(store, tmp_path):
+    """The service answers what the stored vectors plus the stored terms rank first."""
+    from fastapi.testclient import TestClient
+
+    from mmrec.alignment.aligner import Aligner
+    from mmrec.handle import AlignerHandle
+    from mmrec.query import Query
+    from mmrec.serve.app import create_app
+    from mmrec.serve.config import ServeConfig
+
+    _align(store, tmp_path / "a", "--memory-weight", "1", "--hub-weight", "2")
+    a = Aligner.open(tmp_path / "a")
+    vector = AlignerHandle(tmp_path / "a")._vector(Query(text="thing 3"))
+    images, mask = a.projected("image")
+    scores = images @ vector + a.hubs["image"]["text"]
+    want = [a.ids[i] for i in np.argsort(-scores, kind="stable") if mask[i]][:5]
+    plain = [a.ids[i] for i in np.argsort(-(images @ vector), kind="stable") if mask[i]][:5]
+    with TestClient(create_app(ServeConfig([tmp_path / "a"]))) as client:
+        response = client.post("/search", json={"text": "thing 3", "modality": "image", "k": 5})
+    assert response.status_code == 200, response.text
+    got = [r["id"] for r in response.json()["results"]]
+    assert got == want
+    assert want != plain  # with weight 2 the term reorders the top 5: it is really applied
