@@ -68,6 +68,7 @@ def train(
     tune_layers: int = typer.Option(ContentTuning.layers, min=1, help="With --tune text: transformer layers unfrozen, from the top."),
     tune_lr: float = typer.Option(ContentTuning.lr, min=0.0, help="With --tune text: peak learning rate of the unfrozen layers."),
     tune_warmup: int = typer.Option(ContentTuning.warmup, min=0, help="With --tune text: linear warm-up steps before the cosine decay."),
+    tune_rows: int = typer.Option(ContentTuning.rows, help="With --tune text: a step's positive items re-encoded with gradients, at most (a seeded sample beyond); the step's other items take the encoder's cached vectors."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
 ) -> None:
     """Train a recommender (two-tower or a baseline) on interactions over a store's items."""
@@ -81,7 +82,7 @@ def train(
 
     if tune is TuneTarget.IMAGE:
         raise ConfigError("train --tune takes text (the items' text encoder), not image")
-    tuning = ContentTuning(tune_layers, tune_lr, tune_warmup) if tune is TuneTarget.TEXT else None
+    tuning = ContentTuning(tune_layers, tune_lr, tune_warmup, tune_rows) if tune is TuneTarget.TEXT else None
     set_threads(threads)
     config = TrainConfig(model=model, split=split, epochs=epochs, batch_size=batch_size, lr=lr,
                          weight_decay=weight_decay, warmup=warmup, temperature=temperature,
@@ -119,7 +120,7 @@ def train(
     if report.text_tuning:
         t = report.text_tuning
         console.print(f"text encoder {t['encoder']} tuned: top {t['layers']} layers, lr {t['lr']:g}, "
-                      f"{t['warmup']} warm-up steps ({t['file']})", markup=False)
+                      f"{t['warmup']} warm-up steps, at most {t['rows']} rows a step ({t['file']})", markup=False)
     if report.valid:
         console.print("validation: " + "  ".join(f"{k} {v:.4f}" for k, v in report.valid.items()
                                                  if "@" in k))

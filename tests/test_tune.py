@@ -472,7 +472,9 @@ def test_train_tune_text_item_vectors_use_the_tuned_encoder(tuned_model, store, 
 
 
 @pytest.mark.parametrize("extra, needle", [(["--model", "ease"], "not --model ease"),
-                                           (["--tune-layers", "7"], "--tune-layers 7")])
+                                           (["--tune-layers", "7"], "--tune-layers 7"),
+                                           (["--tune-rows", "0"], "--tune-rows must be"),
+                                           (["--tune-rows", "-3"], "--tune-rows must be")])
 def test_train_tune_text_bad_options_are_one_line_errors(store, tmp_path, extra, needle):
     inter = _interactions(tmp_path / "inter.csv")
     line = _fails("train", "--store", store, "--interactions", inter, "--out", tmp_path / "m",
@@ -486,6 +488,129 @@ def test_train_tune_text_needs_the_stores_text(tmp_path):
     line = _fails("train", "--store", store, "--interactions", inter, "--out", tmp_path / "m",
                   "--tune", "text", *TRAIN_FAST)
     assert "cannot be tuned" in line and not (tmp_path / "m").exists()
+
+
+def _tuned_trainer(store: Path, root: Path, rows: int, **config):
+    """A twotower trainer on the tiny store with ``--tune text`` attached (lr high enough
+    that one step visibly moves the tuned layer)."""
+    from mmrec.catalog import read_interactions
+    from mmrec.recsys.config import TrainConfig
+    from mmrec.recsys.content_tune import ContentTuning, TunedContent
+    from mmrec.recsys.data import store_content
+    from mmrec.recsys.train import _data
+    from mmrec.recsys.twotower import TwoTowerTrainer
+    from mmrec.store import Store
+
+    content = store_content(Store.open(store))
+    asked = TrainConfig(model="twotower", batch_size=16, dim=8, warmup=0, epochs=2, **config)
+    found = read_interactions(_interactions(root / "inter.csv"), content.ids)
+    data = _data(content.ids, found, asked.resolved())
+    cfg = asked.resolved(len(data.items))
+    trainer = TwoTowerTrainer(data, content.matrix, cfg, torch.device("cpu"))
+    tuning = TunedContent(content, ContentTuning(lr=5e-2, warmup=0, rows=rows).check(), 0,
+                          torch.device("cpu"))
+    tuning.attach(trainer, 10)
+    return trainer, tuning, content
+
+
+def _count_encoded(tuning, monkeypatch) -> list[tuple[list[int], bool]]:
+    """Every call of the tuned encoder: the rows it encoded, and whether with gradients."""
+    calls, vectors = [], tuning.tuned.vectors
+
+    def counted(rows, *args, **kwargs):
+        out = vectors(rows, *args, **kwargs)
+        calls.append(([int(r) for r in rows], out.requires_grad))
+        return out
+
+    monkeypatch.setattr(tuning.tuned, "vectors", counted)
+    return calls
+
+
+def _step(trainer, picked) -> torch.Tensor:
+    loss = trainer.batch_loss(picked)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss
+
+
+def test_a_tuned_step_encodes_at_most_tune_rows_of_its_positives_with_gradients(store, tmp_path,
+                                                                              monkeypatch):
+    trainer, tuning, _ = _tuned_trainer(store, tmp_path, rows=3)
+    calls = _count_encoded(tuning, monkeypatch)
+    picked = np.arange(12)
+    positives = set(trainer.pairs[picked, 1].tolist())
+    assert len(positives) > 3  # so the bound bites
+    _step(trainer, picked)
+    with_grad = [rows for rows, grad in calls if grad]
+    assert len(with_grad) == 1 and len(with_grad[0]) == 3 == tuning.encoded
+    assert set(with_grad[0]) <= positives
+    # histories and negatives touched the step too, from the cache (no encoder call)
+    assert len(trainer._step_rows(picked, np.zeros(0, np.int64),
+                                  trainer._histories(trainer.pairs[picked, 0])[1], None)) > 3
+    # a bound above the positives encodes each unique positive once
+    trainer, tuning, _ = _tuned_trainer(store, tmp_path, rows=1000)
+    calls = _count_encoded(tuning, monkeypatch)
+    _step(trainer, picked)
+    assert sorted(r for rows, grad in calls if grad for r in rows) == sorted(positives)
+
+
+def test_the_sample_beyond_tune_rows_is_seeded(store, tmp_path):
+    drawn = []
+    for _ in range(2):
+        trainer, tuning, _ = _tuned_trainer(store, tmp_path, rows=2)
+        rows = np.arange(len(trainer.data.item_ids))
+        drawn.append([tuning.fresh(rows, trainer.pairs[np.arange(k, k + 12), 1]).tolist()
+                      for k in range(3)])
+    assert drawn[0] == drawn[1] and len({tuple(d) for d in drawn[0]}) > 1
+
+
+def test_gradients_reach_the_tuned_layers(store, tmp_path):
+    trainer, tuning, _ = _tuned_trainer(store, tmp_path, rows=4)
+    _step(trainer, np.arange(12))
+    grads = [p.grad for p in tuning.tuned.params.values()]
+    assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_export_refreshes_the_cache_so_item_vectors_are_a_fresh_encode(store, tmp_path):
+    trainer, tuning, content = _tuned_trainer(store, tmp_path, rows=2)
+    for start in (0, 12, 24):
+        _step(trainer, np.arange(start, start + 12))
+        trainer.optimizer.step()
+    start, end = content.blocks["text"]
+    encoded = tuning.tuned.encode(np.arange(len(content.ids)))[0]  # the full encoder, now
+    # the steps moved the encoder: the cache of the rows no step re-encoded is stale
+    assert np.abs(tuning.cache.numpy() - encoded).max() > 1e-3
+    scorer = trainer.export()
+    np.testing.assert_allclose(tuning.cache.numpy(), encoded, atol=1e-5)
+    matrix = np.array(content.matrix, dtype=np.float32)
+    matrix[:, start:end] = encoded
+    rows = np.arange(len(content.ids))
+    np.testing.assert_allclose(scorer.items, scorer.content_vectors(matrix, rows), atol=1e-5)
+    assert not hasattr(scorer, "tuned_text")
+
+
+def test_early_stopping_keeps_the_kept_epochs_encoder_tensors(monkeypatch):
+    from mmrec.progress import NullProgress
+    from mmrec.recsys import train as train_module
+    from mmrec.recsys.config import TrainConfig
+
+    class Trainer:
+        epochs = 0
+
+        def epoch(self, rng):
+            self.epochs += 1
+            return 1.0
+
+        def export(self):
+            return self.epochs
+
+    scripted = {1: 0.1, 2: 0.3, 3: 0.2, 4: 0.25}
+    monkeypatch.setattr(train_module, "_valid_metric", lambda scorer, data, seed: scripted[scorer])
+    data = type("D", (), {"split": type("S", (), {"part": np.array([1])})()})()
+    trainer, kept = Trainer(), []
+    best, info = train_module._fit(trainer, data, TrainConfig(epochs=4, patience=5), NullProgress(),
+                                   keep=lambda: kept.append(trainer.epochs))
+    assert best == 2 and info["best_epoch"] == 2 and kept == [1, 2]
 
 
 @pytest.mark.slow

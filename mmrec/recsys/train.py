@@ -10,6 +10,7 @@ import dataclasses
 import gc
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -83,8 +84,11 @@ def _data(item_ids: list[str], found: Interactions, cfg: TrainConfig) -> Data:
     return data
 
 
-def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict[str, Any]]:
-    """Epochs until the validation metric stops improving for ``patience`` epochs; the best wins."""
+def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress,
+         keep: Callable[[], None] | None = None) -> tuple[Scorer, dict[str, Any]]:
+    """Epochs until the validation metric stops improving for ``patience`` epochs; the best
+    wins. ``keep`` is called whenever an epoch becomes the best (to keep what the scorer
+    does not hold: ``--tune text``'s encoder tensors)."""
     rng = np.random.default_rng(cfg.seed)
     validate = bool((data.split.part == VALID).any())
     selects = getattr(trainer, "selects_epoch", True)  # DP-SGD releases its last epoch
@@ -109,6 +113,8 @@ def _fit(trainer: Any, data: Data, cfg: TrainConfig, progress: Progress) -> tupl
         score = metric if math.isfinite(metric) else -math.inf  # NaN never wins, never blocks
         if not (validate and selects) or best is None or score > best_metric:
             best, best_metric, best_epoch, stale = scorer, score, epoch, 0
+            if keep is not None:
+                keep()
         else:
             stale += 1
             if stale >= cfg.patience:
@@ -174,7 +180,8 @@ TRAINERS = {ModelKind.BPR: _bpr, ModelKind.TWOTOWER: _twotower}  # epochs with e
 def fit(data: Data, content: Content | None, cfg: TrainConfig,
         progress: Progress, tune: ContentTuning | None = None) -> tuple[Scorer, dict[str, Any]]:
     """Train ``cfg.model`` on ``data``'s training part; ``device`` is in the returned info.
-    ``tune``: the twotower also tunes the items' text encoder (``--tune text``)."""
+    ``tune``: the twotower also tunes the items' text encoder (``--tune text``); the kept
+    epoch's encoder tensors are then the info's ``text_tensors``."""
     if cfg.model in CLOSED_FORM:
         return CLOSED_FORM[cfg.model](data, content), {}
     if cfg.model in TUNED:
@@ -193,16 +200,13 @@ def fit(data: Data, content: Content | None, cfg: TrainConfig,
 
         tuning = TunedContent(content, tune, cfg.seed, device)
         tuning.attach(trainer, trainer.steps_per_epoch * cfg.epochs)
-    scorer, info = _fit(trainer, data, cfg, progress)
+    scorer, info = _fit(trainer, data, cfg, progress, tuning.keep if tuning is not None else None)
     if cfg.model is ModelKind.TWOTOWER:  # its item-item term, chosen on validation
         from mmrec.recsys.twotower import item_item
 
-        tuned_text = getattr(scorer, "tuned_text", None)  # the kept epoch's encoder tensors
         scorer, info["tuning"] = item_item(scorer, data, cfg, progress)
-        if tuned_text is not None:  # the blended scorer is a new object: they go with it
-            scorer.tuned_text = tuned_text
-    if tuning is not None:
-        info["text_tuning"] = tuning.info()
+    if tuning is not None:  # the kept epoch's encoder tensors, saved with the model
+        info["text_tuning"], info["text_tensors"] = tuning.info(), tuning.kept
     spent = trainer.spent() if hasattr(trainer, "spent") else None
     # Free the trainer (id tables, optimiser moments: 0.8 GB at 1M items) before the final
     # validation and the write, where train's memory peaked: its loss is a bound method
@@ -296,7 +300,7 @@ def train(
     # rank 0 writes the model; the others wait until it is in place
     from mmrec.recsys.content_tune import WEIGHTS
 
-    tensors = {WEIGHTS: scorer.tuned_text} if getattr(scorer, "tuned_text", None) else None
+    tensors = {WEIGHTS: info["text_tensors"]} if info.get("text_tensors") else None
     saving = time.perf_counter()
     dist.from_main(lambda: save_model(Path(out), cfg, content.store if content else None, scorer,
                                       data, extra, tensors))

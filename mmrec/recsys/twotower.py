@@ -161,24 +161,27 @@ class TwoTowerTrainer:
 
     tuned_text = None  # --tune text: a recsys.content_tune.TunedContent, set by train()
 
-    def _content_rows(self, rows: np.ndarray) -> torch.Tensor:
+    def _content_rows(self, rows: np.ndarray, positives: np.ndarray | None = None) -> torch.Tensor:
         import torch
 
         if isinstance(self.content, np.ndarray):
             found = torch.from_numpy(self.content[rows]).to(self.device)
         else:
             found = self.content[torch.from_numpy(rows).to(self.device)]
-        # the text block re-encoded by the tuned encoder, so the loss reaches its layers
-        return found if self.tuned_text is None else self.tuned_text.splice(found, rows)
+        # the text block from the tuned encoder: ``positives`` re-encoded, so the loss
+        # reaches its layers, the other rows from its cache (see content_tune)
+        return found if self.tuned_text is None else self.tuned_text.splice(found, rows, positives)
 
-    def tower(self, rows: np.ndarray, training: bool) -> torch.Tensor:
-        """Item vectors of ``rows`` only (the item tower on those content rows)."""
+    def tower(self, rows: np.ndarray, training: bool, positives: np.ndarray | None = None) -> torch.Tensor:
+        """Item vectors of ``rows`` only (the item tower on those content rows);
+        ``positives``: the step's positive items (with ``--tune text``, the rows whose
+        text is re-encoded with gradients)."""
         import torch
         import torch.nn.functional as F
 
         index = torch.from_numpy(rows).to(self.device)
         ids = self.net.item_id(index) * self.known[index][:, None]
-        return F.normalize(self.net.adapter(self._content_rows(rows))
+        return F.normalize(self.net.adapter(self._content_rows(rows, positives))
                            + _row_dropout(ids, self.cfg.id_dropout, training), dim=-1)
 
     def item_vectors(self, training: bool = False) -> torch.Tensor:
@@ -264,7 +267,7 @@ class TwoTowerTrainer:
         hard = self._draw_hard(batch[:, 0]) if self.hard is not None else None
         history = self._histories(batch[:, 0])
         rows = self._step_rows(picked, extra, history[1], hard)
-        vectors = self.tower(rows, training=True)  # the step's items only
+        vectors = self.tower(rows, training=True, positives=batch[:, 1])  # the step's items only
         queries = self._users(users, picked, history, vectors, rows)
         cand = np.concatenate([batch[:, 1], extra])
         log_q = self.log_q[items]
@@ -355,6 +358,8 @@ class TwoTowerTrainer:
         import torch
 
         net = self.net
+        if self.tuned_text is not None:  # every item's text vector as the encoder is now
+            self.tuned_text.refresh()
         with torch.no_grad():
             net.eval()
             items = self.item_vectors(training=False)
