@@ -237,5 +237,5 @@ def test_a_memory_weight_is_judged_with_the_correction_it_will_get():
                for w in (0.0, 0.25, 0.5, 0.75, 1.0))
     banks = {"text": (np.arange(200), bank)}
     assert best > plain
-    assert _corrected_recall(projected, banks, pair, None) == pytest.approx(best)
-    assert _corrected_recall(projected, banks, pair, 0.0) == pytest.approx(plain)
+    assert _corrected_recall(projected, banks, pair, None) == {"text->image": pytest.approx(best)}
+    assert _corrected_recall(projected, banks, pair, 0.0) == {"text->image": pytest.approx(plain)}

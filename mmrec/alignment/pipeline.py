@@ -402,7 +402,7 @@ def _memories(plan: Plan, trained: Trained, projector: Projector) -> dict[str, d
         keys = np.asarray(arrays.matrices[m][rows], np.float16).astype(np.float32)
         values = projector.project("text", arrays.matrices["text"][rows]).astype(np.float16)
         memory = PairMemory(m, keys, values.astype(np.float32), rows=rows)
-        scores = {}
+        scores, by_pair = {}, {}
         pairs = [p for x in base if x != m for p in ((m, x), (x, m))]
         own = memory.own_keys(len(arrays.ids))
         for weight in (MEMORY_GRID if config.memory_weight is None else (config.memory_weight,)):
@@ -412,13 +412,18 @@ def _memories(plan: Plan, trained: Trained, projector: Projector) -> dict[str, d
                 bank_rows, plain = banks[m]
                 trial_banks[m] = (bank_rows, memory.apply(plain, arrays.matrices[m][bank_rows],
                                                           weight, exclude=own[bank_rows]))
-            score = _corrected_recall(trial, trial_banks, pairs, config.hub_weight)
-            if not math.isnan(score):
-                scores[weight] = round(score, 6)
+            found_pairs = _corrected_recall(trial, trial_banks, pairs, config.hub_weight)
+            if found_pairs:
+                scores[weight] = round(float(np.mean(list(found_pairs.values()))), 6)
+                by_pair[weight] = found_pairs
         if config.memory_weight is not None:
             memory.weight = config.memory_weight
         elif scores:
-            memory.weight = max(scores, key=lambda w: (scores[w], -w))
+            # as --tune's stop: a weight that lowers any pair below no memory is no candidate
+            # (on Tux Paint the text<->image gains would otherwise buy audio<->image losses)
+            off = by_pair.get(0.0, {})
+            keep = [w for w in scores if all(r >= off.get(p, -1.0) - 1e-9 for p, r in by_pair[w].items())]
+            memory.weight = max(keep or [0.0], key=lambda w: (scores.get(w, -1.0), -w))
         if memory.weight > 0:
             projector.memories[m] = memory
         found[m] = scores
@@ -442,9 +447,10 @@ def _hub_banks(plan: Plan, projector: Projector) -> dict[str, tuple[np.ndarray, 
 
 def _corrected_recall(projected: dict[str, tuple[np.ndarray, np.ndarray]],
                       banks: dict[str, tuple[np.ndarray, np.ndarray]],
-                      pairs: list[tuple[str, str]], hub_weight: float | None) -> float:
-    """Mean validation R@10 of ``pairs``, each with the hubness correction weight that is
-    best for it (of the grid, or ``hub_weight`` given), as :func:`_hubs` chooses them."""
+                      pairs: list[tuple[str, str]], hub_weight: float | None) -> dict[str, float]:
+    """Validation R@10 of each of ``pairs`` (``"a->b"``), with the hubness correction
+    weight that is best for it (of the grid, or ``hub_weight`` given), as :func:`_hubs`
+    chooses them; pairs without a query left out."""
     import numpy as np
 
     from mmrec.alignment.hubness import HUB_GRID, HUB_K, hub_scores
@@ -452,7 +458,7 @@ def _corrected_recall(projected: dict[str, tuple[np.ndarray, np.ndarray]],
 
     rows = np.arange(len(next(iter(projected.values()))[1]))
     grid = HUB_GRID if hub_weight is None else (hub_weight,)
-    found = []
+    found = {}
     for x, m in pairs:
         bank = banks[x][1] if x in banks else np.zeros((0, projected[m][0].shape[1]), np.float32)
         r = hub_scores(projected[m][0], bank, HUB_K)  # validation items are in no bank
@@ -460,8 +466,8 @@ def _corrected_recall(projected: dict[str, tuple[np.ndarray, np.ndarray]],
                   for w in (grid if len(bank) else (0.0,))]
         scores = [v for v in scores if not math.isnan(v)]
         if scores:
-            found.append(max(scores))
-    return float(np.mean(found)) if found else float("nan")
+            found[f"{x}->{m}"] = max(scores)
+    return found
 
 
 def _bridge_weight(plan: Plan, trained: Trained,
