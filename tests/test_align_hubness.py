@@ -239,3 +239,16 @@ def test_a_memory_weight_is_judged_with_the_correction_it_will_get():
     assert best > plain
     assert _corrected_recall(projected, banks, pair, None) == {"text->image": pytest.approx(best)}
     assert _corrected_recall(projected, banks, pair, 0.0) == {"text->image": pytest.approx(plain)}
+
+
+def test_a_memory_weight_that_lowers_any_pair_is_no_candidate():
+    from mmrec.alignment.pipeline import best_memory_weight
+
+    by_pair = {0.0: {"text->image": 0.70, "audio->image": 0.50},
+               0.5: {"text->image": 0.90, "audio->image": 0.45},  # best mean, audio worse
+               0.25: {"text->image": 0.75, "audio->image": 0.50},
+               1.0: {"text->image": 0.75, "audio->image": 0.50}}
+    scores = {w: sum(p.values()) / 2 for w, p in by_pair.items()}
+    assert best_memory_weight(scores, by_pair) == 0.25  # ties to the smaller
+    del by_pair[0.25], by_pair[1.0], scores[0.25], scores[1.0]
+    assert best_memory_weight(scores, by_pair) == 0.0

@@ -419,15 +419,21 @@ def _memories(plan: Plan, trained: Trained, projector: Projector) -> dict[str, d
         if config.memory_weight is not None:
             memory.weight = config.memory_weight
         elif scores:
-            # as --tune's stop: a weight that lowers any pair below no memory is no candidate
-            # (on Tux Paint the text<->image gains would otherwise buy audio<->image losses)
-            off = by_pair.get(0.0, {})
-            keep = [w for w in scores if all(r >= off.get(p, -1.0) - 1e-9 for p, r in by_pair[w].items())]
-            memory.weight = max(keep or [0.0], key=lambda w: (scores.get(w, -1.0), -w))
+            memory.weight = best_memory_weight(scores, by_pair)
         if memory.weight > 0:
             projector.memories[m] = memory
         found[m] = scores
     return found
+
+
+def best_memory_weight(scores: dict[float, float], by_pair: dict[float, dict[str, float]]) -> float:
+    """The weight of the best mean score among those that keep every pair at or above
+    its score without memory (weight 0, always a candidate); ties to the smaller. As
+    --tune's stop: on Tux Paint, text<->image gains would otherwise buy audio<->image
+    losses."""
+    off = by_pair.get(0.0, {})
+    keep = [w for w in scores if all(r >= off.get(p, -1.0) - 1e-9 for p, r in by_pair[w].items())]
+    return max(keep or [0.0], key=lambda w: (scores.get(w, -1.0), -w))
 
 
 def _hub_banks(plan: Plan, projector: Projector) -> dict[str, tuple[np.ndarray, np.ndarray]]:
