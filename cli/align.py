@@ -58,6 +58,7 @@ def align(
     tune_rank: int = typer.Option(_D.tune_rank, min=1, help="With --tune-params lora: the rank of the updates."),
     tune_captions: int = typer.Option(_D.tune_captions, min=0, help="With --tune text: captions per item sampled from its own fields, one drawn per step (0: the encoded text only)."),
     tune_l2sp: float = typer.Option(_D.tune_l2sp, min=0.0, help="With --tune: weight of the L2-SP pull of the tuned tensors toward the pretrained ones."),
+    tune_tolerance: float = typer.Option(_D.tune_tolerance, min=0.0, help="With --tune: a kept step may lose at most this many standard errors of each pair's validation R@10 against the untuned fitted heads; if no step keeps every pair, the untuned heads are kept (0: no pair may lose)."),
     val_smoothing: float = typer.Option(_D.val_smoothing, min=0.0, max=0.99, help="Early stopping compares an exponential moving average of the validation checks with this weight on the past (0: raw checks)."),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON report on stdout."),
 ) -> None:
@@ -73,7 +74,7 @@ def align(
                    device=DeviceChoice(device).value, precision=precision, index=index,
                    tune=tune, tune_layers=tune_layers, tune_lr=tune_lr, tune_warmup=tune_warmup,
                    tune_params=tune_params, tune_rank=tune_rank, tune_captions=tune_captions,
-                   tune_l2sp=tune_l2sp, val_smoothing=val_smoothing)
+                   tune_l2sp=tune_l2sp, tune_tolerance=tune_tolerance, val_smoothing=val_smoothing)
     with RichProgress() as progress:
         report = mmrec.align(store, out, progress=progress, **options)
     if not is_main():  # under torchrun only rank 0 reports

@@ -213,3 +213,42 @@ def test_serve_ranks_with_the_memory_and_the_correction(store, tmp_path):
     got = [r["id"] for r in response.json()["results"]]
     assert got == want
     assert want != plain  # with weight 2 the term reorders the top 5: it is really applied
+
+
+
+def test_a_memory_weight_is_judged_with_the_correction_it_will_get():
+    """The memory's candidate weights are scored by their pairs' R@10 under the best
+    correction for each pair: on a planted hub that is the corrected recall, above the
+    uncorrected one; with the correction off it is the uncorrected one."""
+    from mmrec.alignment.pipeline import _corrected_recall
+    from mmrec.alignment.retrieval import mean_recall
+
+    rng = np.random.default_rng(0)
+    c = _unit(rng, 1)
+    answers = _unit(rng, 40)
+    queries = unit_rows(answers + 0.8 * rng.normal(size=(40, 16)) + 0.8 * c)
+    bank = unit_rows(_unit(rng, 200) + 0.8 * c)
+    projected = {"text": (np.vstack([queries, queries[:1]]), np.array([True] * 40 + [False])),
+                 "image": (np.vstack([answers, c]), np.ones(41, dtype=bool))}
+    pair, rows = [("text", "image")], np.arange(41)
+    plain = mean_recall(projected, rows, k=10, pairs=pair)
+    r = hub_scores(projected["image"][0], bank)
+    best = max(mean_recall(projected, rows, k=10, pairs=pair, hubs={"image": {"text": -w * r}})
+               for w in (0.0, 0.25, 0.5, 0.75, 1.0))
+    banks = {"text": (np.arange(200), bank)}
+    assert best > plain
+    assert _corrected_recall(projected, banks, pair, None) == {"text->image": pytest.approx(best)}
+    assert _corrected_recall(projected, banks, pair, 0.0) == {"text->image": pytest.approx(plain)}
+
+
+def test_a_memory_weight_that_lowers_any_pair_is_no_candidate():
+    from mmrec.alignment.pipeline import best_memory_weight
+
+    by_pair = {0.0: {"text->image": 0.70, "audio->image": 0.50},
+               0.5: {"text->image": 0.90, "audio->image": 0.45},  # best mean, audio worse
+               0.25: {"text->image": 0.75, "audio->image": 0.50},
+               1.0: {"text->image": 0.75, "audio->image": 0.50}}
+    scores = {w: sum(p.values()) / 2 for w, p in by_pair.items()}
+    assert best_memory_weight(scores, by_pair) == 0.25  # ties to the smaller
+    del by_pair[0.25], by_pair[1.0], scores[0.25], scores[1.0]
+    assert best_memory_weight(scores, by_pair) == 0.0

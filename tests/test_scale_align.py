@@ -108,8 +108,8 @@ def test_align_maps_the_store_and_ranks_bounded_samples(store, tmp_path, monkeyp
     monkeypatch.setattr(pipeline, "REPORT_GALLERY", 8)
     monkeypatch.setattr(pipeline, "PROJECT_CHUNK", 7)  # projection in several chunks
     checked: list[int] = []
-    scores = align_train.validation_score
-    monkeypatch.setattr(align_train, "validation_score",
+    scores = align_train.validation_pairs
+    monkeypatch.setattr(align_train, "validation_pairs",
                         lambda heads, data: checked.append(len(data.val)) or scores(heads, data))
     config = AlignConfig(steps=20, batch_size=8, eval_every=5, val_split=0.5, device="cpu")
     plan = pipeline.plan(Store.open(store), config, pipeline.NullProgress())

@@ -103,7 +103,8 @@ def test_the_config_records_the_tuning(tuned):
 
 def test_the_cli_says_what_was_tuned(store, tmp_path):
     result = runner.invoke(app, ["align", str(store), "--out", str(tmp_path / "al"), "--tune",
-                                 "text", "--steps", "3", "--batch-size", "8", "--from-scratch"])
+                                 "text", "--steps", "3", "--batch-size", "8", "--from-scratch",
+                                 "--val-split", "0"])
     assert result.exit_code == 0, result.output
     assert "tuned: top 2 layers (layers), lr 2e-05, 20 warm-up steps" in result.output
 
@@ -321,9 +322,10 @@ def test_smoothed_stopping_does_not_keep_a_lone_spike():
     curve = [0.50, 0.58, 0.52, 0.56, 0.57, 0.57]  # a spike at 1, a level stretch later
 
     def kept(smoothing: float) -> int:
-        best = _Best(HeadSet({"image": 4}, 4, "linear", 8, "text"), (0.5, 0.0), None, smoothing)
+        best = _Best(HeadSet({"image": 4}, 4, "linear", 8, "text"), {"a->b": (0.5, 0.0, 100)},
+                     None, smoothing)
         for step, r10 in enumerate(curve[1:], start=1):
-            best.update((r10, 0.0), step)
+            best.update({"a->b": (r10, 0.0, 100)}, step)
         return best.step
 
     assert kept(0.0) == 1 and kept(0.6) > 1
@@ -670,3 +672,62 @@ def test_update_places_new_items_with_the_tuned_text_encoder(bert, tmp_path):
     untuned = updated.scorer.content_vectors(content.matrix, rows)
     np.testing.assert_allclose(updated.scorer.items[rows], expected, atol=1e-4)
     assert np.abs(updated.scorer.items[rows] - untuned).max() > 1e-4
+
+
+def test_the_floor_scales_with_each_pairs_validation_size():
+    from mmrec.alignment.train import pair_floor
+
+    floor = pair_floor({"text->image": (0.6, 0.3, 500), "text->audio": (0.6, 0.3, 20)}, 1.0)
+    assert floor["text->image"] == pytest.approx(0.6 - np.sqrt(0.24 / 500))
+    assert floor["text->audio"] == pytest.approx(0.6 - np.sqrt(0.24 / 20))
+    assert pair_floor({"a->b": (0.6, 0.3, 20)}, 0.0) == {"a->b": 0.6}  # 0: no pair may lose
+
+
+def test_the_constrained_stop_keeps_step_0_when_a_pair_gets_worse():
+    """A check with a better mean but one pair below its floor is never kept; the first
+    check that keeps every floor is, even if its mean is lower than step 0's."""
+    from mmrec.alignment.heads import HeadSet
+    from mmrec.alignment.train import _Best
+
+    start = {"text->image": (0.60, 0.3, 100), "audio->image": (0.50, 0.2, 20)}
+    floor = {"text->image": 0.60, "audio->image": 0.45}
+    best = _Best(HeadSet({"image": 4}, 4, "linear", 8, "text"), start, None, 0.0, floor)
+    assert best.within
+    best.update({"text->image": (0.80, 0.4, 100), "audio->image": (0.40, 0.2, 20)}, 10)
+    assert best.step == 0  # +0.2 on text->image does not buy audio's loss ...
+    assert best.bad == 0  # ... but the run improves: patience counts from its own best
+    best.update({"text->image": (0.70, 0.4, 100), "audio->image": (0.45, 0.2, 20)}, 20)
+    assert best.step == 20 and best.pairs["audio->image"][0] == 0.45
+    below = _Best(HeadSet({"image": 4}, 4, "linear", 8, "text"),
+                  {"text->image": (0.9, 0.5, 100), "audio->image": (0.1, 0.0, 20)}, None, 0.0, floor)
+    assert not below.within  # step 0 below a floor is not "within" ...
+    below.update({"text->image": (0.6, 0.3, 100), "audio->image": (0.5, 0.2, 20)}, 10)
+    assert below.within and below.step == 10  # ... and the first check within is kept
+
+
+@pytest.mark.parametrize("tuned_wins", [False, True])
+def test_tuning_keeps_the_untuned_heads_unless_a_step_keeps_every_pair(store, tmp_path, monkeypatch,
+                                                                      tuned_wins):
+    """No admissible tuned step: the aligner is the untuned one exactly (no tuned weights,
+    the validation texts' vectors restored), with a note; an admissible better one is kept."""
+    import mmrec
+    from mmrec.alignment import pipeline, train
+    from mmrec.alignment.aligner import Aligner
+
+    options = dict(steps=6, batch_size=8, val_split=0.25, eval_every=2, from_scratch=True,
+                   memory_weight=0, hub_weight=0)
+    mmrec.align(store, tmp_path / "plain", **options)
+    if tuned_wins:  # a reference every check beats, with no floor
+        monkeypatch.setattr(pipeline, "_untuned_reference", lambda plan, data, heads, *_: pipeline.Trained(
+            heads, train.FitResult(best_r10=-1.0, best_mrr=-1.0), ()))
+    else:  # floors no check reaches
+        monkeypatch.setattr(train, "pair_floor", lambda ref, tol: {p: 1.1 for p in ref})
+    report = mmrec.align(store, tmp_path / "tuned", tune="text", tune_lr=1e-2, tune_warmup=1, **options)
+    plain, tuned = Aligner.open(tmp_path / "plain"), Aligner.open(tmp_path / "tuned")
+    saved = (tmp_path / "tuned" / "tuned-text.safetensors").is_file()
+    assert saved == tuned_wins == tuned.info["tune_check"]["kept_tuned"]
+    assert (report.tuning is not None) == tuned_wins
+    assert np.array_equal(plain.projected("text")[0], tuned.projected("text")[0]) != tuned_wins
+    if not tuned_wins:
+        assert any("kept the untuned heads" in n for n in report.notes)
+        np.testing.assert_array_equal(plain.projected("image")[0], tuned.projected("image")[0])

@@ -62,6 +62,10 @@ class AlignConfig:
     tune_captions: int = 0  # caption variants per item sampled from its text fields (0: off)
     tune_l2sp: float = 0.0  # L2-SP: weight of ||theta - theta_pretrained||^2 on tuned tensors
     val_smoothing: float = 0.0  # EMA weight of past validation scores in early stopping
+    # with --tune: a kept step may lose at most this many standard errors of each pair's
+    # validation R@10 against the untuned fitted heads (which are kept if no step does);
+    # 0: none may lose, which is what "no worse" on the validation pairs measures
+    tune_tolerance: float = 0.0
 
     def validate(self) -> AlignConfig:
         self.pivot = parse_enum(Pivot, self.pivot, "--pivot")
@@ -96,6 +100,7 @@ class AlignConfig:
         _check(self.tune_rank >= 1, f"--tune-rank must be at least 1, got {self.tune_rank}")
         _check(self.tune_captions >= 0, f"--tune-captions must be >= 0, got {self.tune_captions}")
         _check(self.tune_l2sp >= 0, f"--tune-l2sp must be >= 0, got {self.tune_l2sp}")
+        _check(self.tune_tolerance >= 0, f"--tune-tolerance must be >= 0, got {self.tune_tolerance}")
         _check(0 <= self.val_smoothing < 1,
                f"--val-smoothing must be in [0, 1), got {self.val_smoothing}")
         return self

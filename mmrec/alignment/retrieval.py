@@ -94,12 +94,24 @@ def validation_score(projected: Projected, rows: np.ndarray, k: int = 10,
     """
     import numpy as np
 
-    recalls, reciprocal = [], []
+    found = pair_scores(projected, rows, k, pairs, hubs)
+    if not found:
+        return float("nan"), float("nan")
+    return (float(np.mean([r for r, _, _ in found.values()])),
+            float(np.mean([rr for _, rr, _ in found.values()])))
+
+
+def pair_scores(projected: Projected, rows: np.ndarray, k: int = 10,
+                pairs: list[tuple[str, str]] | None = None,
+                hubs: Hubs | None = None) -> dict[str, tuple[float, float, int]]:
+    """``{"a->b": (recall@k, mean reciprocal rank, queries)}`` over ordered pairs (default:
+    all), the pairs without a query left out."""
+    import numpy as np
+
+    found = {}
     for source, target in pairs or list(permutations(projected, 2)):
         result = pair_ranks(projected, source, target, rows, hubs)
         if result is not None:
-            recalls.append(float(np.mean(result[0] <= k)))
-            reciprocal.append(float(np.mean(1.0 / result[0])))
-    if not recalls:
-        return float("nan"), float("nan")
-    return float(np.mean(recalls)), float(np.mean(reciprocal))
+            found[f"{source}->{target}"] = (float(np.mean(result[0] <= k)),
+                                            float(np.mean(1.0 / result[0])), len(result[0]))
+    return found

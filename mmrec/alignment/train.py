@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from mmrec import distributed as dist
 from mmrec.alignment.config import AlignConfig
 from mmrec.alignment.losses import has_pairs, multimodal_info_nce
-from mmrec.alignment.retrieval import validation_score as score_pairs
+from mmrec.alignment.retrieval import pair_scores
 from mmrec.progress import NullProgress, Progress
 from mmrec.runtime import autocast, one_cpu_thread
 from mmrec.store import release
@@ -72,6 +72,9 @@ class FitResult:
     steps: int = 0  # optimizer steps run
     best_step: int = 0
     best_r10: float = float("nan")  # mean cross-modal validation R@10 of the kept weights
+    best_mrr: float = float("nan")
+    best_pairs: dict[str, tuple[float, float, int]] = field(default_factory=dict)  # per pair
+    within_floor: bool = True  # False: no check (step 0 included) kept every pair's floor
     stopped_early: bool = False
     history: list[dict[str, float | None]] = field(default_factory=list)
 
@@ -86,15 +89,40 @@ def resolve_steps(config: AlignConfig, pairs: int) -> int:
     return DEFAULT_MAX_STEPS
 
 
-def validation_score(heads: HeadSet, data: TrainData) -> tuple[float, float]:
-    """Mean cross-modal R@10 (and MRR, the tie-break) of ``heads`` on the validation rows."""
+Pairs = dict  # {"a->b": (R@10, MRR, queries)} of one validation check
+
+
+def validation_pairs(heads: HeadSet, data: TrainData) -> Pairs:
+    """Each cross-modal pair's R@10, MRR and query count on the validation rows."""
     import numpy as np
 
     if not len(data.val):
-        return float("nan"), float("nan")
+        return {}
     projected = {m: (heads.project(m, data.matrices[m][data.val]), data.masks[m][data.val])
                  for m in data.matrices}
-    return score_pairs(projected, np.arange(len(data.val)), k=10)
+    return pair_scores(projected, np.arange(len(data.val)), k=10)
+
+
+def mean_score(pairs: Pairs) -> tuple[float, float]:
+    """Mean R@10 (the early-stopping criterion) and MRR (its tie-break) over the pairs."""
+    if not pairs:
+        return float("nan"), float("nan")
+    return (sum(r for r, _, _ in pairs.values()) / len(pairs),
+            sum(rr for _, rr, _ in pairs.values()) / len(pairs))
+
+
+def validation_score(heads: HeadSet, data: TrainData) -> tuple[float, float]:
+    """Mean cross-modal R@10 (and MRR, the tie-break) of ``heads`` on the validation rows."""
+    return mean_score(validation_pairs(heads, data))
+
+
+def pair_floor(reference: Pairs, tolerance: float) -> dict[str, float]:
+    """The validation R@10 each pair must keep: ``reference``'s, less ``tolerance``
+    standard errors of it (``sqrt(p (1 - p) / n)``, the binomial error of a recall on
+    ``n`` queries), so a pair may move within its own noise and no further, however
+    much the other pairs gain. The tolerance scales with each pair's validation size:
+    20 audio queries are noisier than 500 text ones."""
+    return {pair: r - tolerance * math.sqrt(r * (1 - r) / n) for pair, (r, _, n) in reference.items()}
 
 
 def _masks(data: TrainData, device: torch.device) -> dict[str, Any]:
@@ -129,12 +157,16 @@ def _batches(rows: np.ndarray, batch_size: int, seed: int):
 class _Best:
     """The best validation score so far and a copy of the weights that reached it."""
 
-    def __init__(self, heads: HeadSet, score: tuple[float, float],
-                 tuned: TunedEncoder | None = None, smoothing: float = 0.0) -> None:
+    def __init__(self, heads: HeadSet, pairs: Pairs, tuned: TunedEncoder | None = None,
+                 smoothing: float = 0.0, floor: dict[str, float] | None = None) -> None:
+        score = mean_score(pairs)
         self.heads, self.score, self.step, self.bad, self.tuned = heads, score, 0, 0, tuned
+        self.pairs, self.floor = pairs, floor or {}
+        self.within = self.admissible(pairs)  # whether the weights held keep the floor
         # with smoothing, checks are compared by an EMA of the scores: a lucky spike of a
-        # noisy validation curve is not kept over a level stretch
-        self.smoothing, self.smooth, self.best_smooth = smoothing, score, score
+        # noisy validation curve is not kept over a level stretch. ``best_smooth``: the
+        # run's best (patience counts from it); ``kept_smooth``: the kept check's
+        self.smoothing, self.smooth, self.best_smooth, self.kept_smooth = smoothing, score, score, score
         self.state = self._copy()
 
     @property
@@ -145,16 +177,24 @@ class _Best:
         heads = {k: v.detach().clone() for k, v in self.heads.net.state_dict().items()}
         return {"heads": heads, "tuned": self.tuned.state() if self.tuned else {}}
 
-    def update(self, score: tuple[float, float], step: int) -> None:
-        a = self.smoothing
-        self.smooth = (a * self.smooth[0] + (1 - a) * score[0], a * self.smooth[1] + (1 - a) * score[1])
-        new, old = self.smooth, self.best_smooth
-        better = new[0] > old[0] + 1e-9 or (abs(new[0] - old[0]) <= 1e-9 and new[1] > old[1] + 1e-9)
-        if better:
-            self.score, self.step, self.bad, self.state = score, step, 0, self._copy()
-            self.best_smooth = new
+    def admissible(self, pairs: Pairs) -> bool:
+        """Every pair at or above its floor (a pair without queries has nothing to lose)."""
+        return all(pairs[p][0] >= least - 1e-9 for p, least in self.floor.items() if p in pairs)
+
+    def update(self, pairs: Pairs, step: int) -> None:
+        score, a = mean_score(pairs), self.smoothing
+        self.smooth = new = (a * self.smooth[0] + (1 - a) * score[0],
+                             a * self.smooth[1] + (1 - a) * score[1])
+        # patience runs while the run improves, kept or not (below a floor, a run still
+        # learning, e.g. a head from scratch, is not cut short)
+        if _better(new, self.best_smooth):
+            self.best_smooth, self.bad = new, 0
         else:
             self.bad += 1
+        # a check below some pair's floor is never kept, and the first one above it always
+        if self.admissible(pairs) and (_better(new, self.kept_smooth) or not self.within):
+            self.score, self.step, self.state = score, step, self._copy()
+            self.kept_smooth, self.pairs, self.within = new, pairs, True
 
     def restore(self) -> None:
         self.heads.net.load_state_dict(self.state["heads"])
@@ -162,20 +202,30 @@ class _Best:
             self.tuned.restore(self.state["tuned"])
 
 
+def _better(new: tuple[float, float], old: tuple[float, float]) -> bool:
+    """A higher R@10, or the same and a higher MRR."""
+    return new[0] > old[0] + 1e-9 or (abs(new[0] - old[0]) <= 1e-9 and new[1] > old[1] + 1e-9)
+
+
 def fit(heads: HeadSet, data: TrainData, config: AlignConfig, device: torch.device,
-        progress: Progress | None = None, tuned: TunedEncoder | None = None) -> FitResult:
+        progress: Progress | None = None, tuned: TunedEncoder | None = None,
+        floor: dict[str, float] | None = None) -> FitResult:
     """Train ``heads`` in place; on return they hold the best validation weights.
 
     With ``tuned`` (``--tune text``) the text encoder's unfrozen layers train too: batch
     text vectors come from it, and its best weights are kept along with the heads'.
+    With ``floor`` (:func:`pair_floor`) only checks that keep every pair's validation
+    R@10 at or above its floor are candidates; ``within_floor`` says whether one did.
     """
     rows = data.paired(data.train)
     total = resolve_steps(config, len(rows))
-    score = validation_score(heads, data)
-    result = FitResult(best_r10=score[0], history=[_entry(0, None, score, heads)])
+    pairs = validation_pairs(heads, data)
+    score = mean_score(pairs)
+    best = _Best(heads, pairs, tuned, config.val_smoothing, floor)
+    result = FitResult(best_r10=score[0], best_mrr=score[1], best_pairs=pairs,
+                       within_floor=best.within, history=[_entry(0, None, pairs, heads)])
     if total == 0 or len(rows) < 2:
         return result
-    best = _Best(heads, score, tuned, config.val_smoothing)
     validate = not math.isnan(score[0])  # a split with no pair cannot judge anything
     advance = (progress or NullProgress()).task("align", total)
     with one_cpu_thread(device):
@@ -183,7 +233,8 @@ def fit(heads: HeadSet, data: TrainData, config: AlignConfig, device: torch.devi
         loop.run(total, best, result, advance, validate)
     if validate:
         best.restore()
-        result.best_step, result.best_r10 = best.step, best.r10
+        result.best_step, (result.best_r10, result.best_mrr) = best.step, best.score
+        result.best_pairs, result.within_floor = best.pairs, best.within
     else:  # nothing held out: the last weights are all there is
         result.best_step, result.best_r10 = result.steps, float("nan")
     return result
@@ -220,10 +271,10 @@ class _Loop:
             return self.tuned.vectors(rows, sample=True)
         return gather(self.data.matrices[modality], rows, self.device)
 
-    def _validate(self) -> tuple[float, float]:
+    def _validate(self) -> Pairs:
         if self.tuned is not None:  # the held-out texts as the encoder now embeds them
             self.tuned.refresh_quick(self.data.matrices[self.tuned.modality], self.data.val)
-        return validation_score(self.heads, self.data)
+        return validation_pairs(self.heads, self.data)
 
     def run(self, total: int, best: _Best, result: FitResult, advance: Any,
             validate: bool) -> None:
@@ -237,22 +288,23 @@ class _Loop:
                 for matrix in self.data.matrices.values():
                     release(matrix)
             if validate and (step % self.config.eval_every == 0 or step == total):
-                score = dist.from_main(self._validate)
-                r10 = score[0]
-                best.update(score, step)
-                result.history.append(_entry(step, loss, score, self.heads))
+                pairs = dist.from_main(self._validate)
+                r10 = mean_score(pairs)[0]
+                best.update(pairs, step)
+                result.history.append(_entry(step, loss, pairs, self.heads))
             advance(1, loss=loss, temp=self.heads.temperature(), r10=r10)
             if best.bad >= self.config.patience:
                 result.stopped_early = True
                 return
 
 
-def _entry(step: int, loss: float | None, score: tuple[float, float],
-           heads: HeadSet) -> dict[str, float | None]:
+def _entry(step: int, loss: float | None, pairs: Pairs, heads: HeadSet) -> dict[str, Any]:
     """One validation check for the history (NaN as None: the history is saved as JSON)."""
     clean = lambda v: None if v is None or math.isnan(v) else round(float(v), 6)  # noqa: E731
+    score = mean_score(pairs)
     return {"step": step, "loss": clean(loss), "val_r10": clean(score[0]),
-            "val_mrr": clean(score[1]), "temperature": clean(heads.temperature())}
+            "val_mrr": clean(score[1]), "temperature": clean(heads.temperature()),
+            "val_pairs": {p: clean(r) for p, (r, _, _) in pairs.items()}}
 
 
 def _optimizer(heads: HeadSet, config: AlignConfig, tuned: TunedEncoder | None = None,
