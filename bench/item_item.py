@@ -13,7 +13,7 @@ imports included; CPU seconds beside wall seconds, which on a shared box also me
 neighbours):
 
 - ``towers``: ``mmrec train --model twotower --no-item-item`` for ``--epochs`` epochs
-  (no early stop), the reference;
+  (no early stop; ``--epochs 0``: the defaults, early stopping on validation), the reference;
 - ``term``: the same with ``--item-item`` as by default (lambda from EASE's 7-value grid,
   then the weight from 7, each on validation NDCG@20: 7 inversions, 14 rankings);
 - ``term1``: ``--item-item --reg R --item-item-weight W``: one inversion, no grid;
@@ -87,7 +87,8 @@ def stage(name: str, work: Path, epochs: int) -> dict:
     if name in MODELS:
         from mmrec.recsys.config import TrainConfig
 
-        config = TrainConfig(model="twotower", epochs=epochs, patience=0, device="cpu", **MODELS[name])
+        stop = {"epochs": epochs, "patience": 0} if epochs else {}  # 0: the defaults, early stopping
+        config = TrainConfig(model="twotower", device="cpu", **stop, **MODELS[name])
         report = mmrec.train(work / "interactions.csv", work / name, store=work / "store", config=config)
         t = report.timings
         return {"valid_ndcg@20": report.valid.get("ndcg@20"), "chosen": report.tuning.get("chosen"),
@@ -132,7 +133,7 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=30)
     parser.add_argument("--zipf", type=float, default=1.0)
     parser.add_argument("--in-cluster", type=float, default=0.7)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=2, help="fixed, no early stop; 0: the defaults")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--stage", help=argparse.SUPPRESS)
