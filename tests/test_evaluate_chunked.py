@@ -10,7 +10,7 @@ import pytest
 from mmrec.recsys import evaluate
 from mmrec.recsys.data import Data
 from mmrec.recsys.scoring import History
-from mmrec.recsys.splits import TEST, VALID, make_split
+from mmrec.recsys.splits import TEST, TRAIN, VALID, make_split
 
 
 def world(n_users, n_items, per_user, dim=4, levels=3, split="temporal", seed=0):
@@ -58,6 +58,44 @@ def test_chunked_ranking_equals_the_dense_one_with_ties(monkeypatch, split, part
         assert relevant == want_relevant and len(ranked) == len(want)
         for got, expected in zip(ranked, want, strict=True):
             np.testing.assert_array_equal(got, expected)
+
+
+def item_item_world(n_users, n_items, per_user, dim=4, split="random", seed=0):
+    """A scorer shaped as a two-tower with an item-item term: ``[tower | W column]`` item
+    vectors and ``[user vector | history indicator]`` queries, small integers (exact sums)."""
+    data, tower = world(n_users, n_items, per_user, dim=dim, split=split, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    tower.items[np.isnan(tower.items)] = 0.0
+    columns = rng.integers(-2, 3, (n_items, n_items)).astype(np.float32)  # row i: W[:, i]
+    user_part = tower.user_vectors
+
+    def user_vectors(rows, history):
+        indicator = np.zeros((len(rows), n_items), dtype=np.float32)
+        indicator[np.repeat(np.arange(len(rows)), history.sizes()), history.indices] = 1.0
+        return np.hstack([user_part(rows, history), indicator])
+
+    scorer = types.SimpleNamespace(items=np.hstack([tower.items, columns]), user_vectors=user_vectors,
+                                   sparse_from=dim)
+    return data, scorer
+
+
+@pytest.mark.parametrize("block_cells", [1, 3_000, 1 << 24])
+def test_a_sparse_history_part_ranks_as_the_dense_product(monkeypatch, block_cells):
+    """``sparse_from``: the queries' indicator part multiplied as a sparse matrix gives the
+    dense product's ranking (ties included), whatever the item chunk (wide items: fewer rows)."""
+    data, scorer = item_item_world(40, 200, 10)
+    monkeypatch.setattr(evaluate, "ITEM_BLOCK_CELLS", block_cells)
+    monkeypatch.setattr(evaluate, "USER_CHUNK", 16)
+    train = data.history(TRAIN)
+    dense = types.SimpleNamespace(items=scorer.items,
+                                  user_vectors=lambda rows, _: scorer.user_vectors(rows, train.take(rows)))
+    for part in (TEST, VALID):
+        for k in (1, 20, 300):
+            ranked, relevant = evaluate.rank(scorer, data, part, k)
+            want, want_relevant = brute_force(dense, data, part, k)
+            assert relevant == want_relevant
+            for got, expected in zip(ranked, want, strict=True):
+                np.testing.assert_array_equal(got, expected)
 
 
 def test_ties_are_broken_by_item_row_across_chunks(monkeypatch):

@@ -90,6 +90,10 @@ def test_ease_is_its_closed_form():
     grad = x.T @ (x @ w - x) + 50.0 * w  # zero off the diagonal (a multiplier on it)
     off = ~np.eye(N_ITEMS, dtype=bool)
     assert np.abs(grad[off]).max() < 1e-2 and not np.diag(w).any()
+    # EASEScorer's form, W's columns as rows, comes C-ordered without a transposing copy
+    columns = itemitem.ease_columns((x.T @ x).astype(np.float32), 50.0)
+    assert columns.flags.c_contiguous and columns.dtype == np.float32
+    np.testing.assert_array_equal(columns, w.T.astype(np.float32))
 
 
 def test_ials_fold_in_serves_a_new_users_group():

@@ -39,13 +39,13 @@ def item_knn(data: Data, content: np.ndarray) -> ItemKNNScorer:
 
 def ease(data: Data, cfg: TrainConfig, progress: Progress) -> tuple[Scorer, dict]:
     """EASE, its lambda (``reg``) chosen on validation NDCG@20."""
-    from mmrec.recsys.itemitem import EASE_GRID, ease_weights, train_gram
+    from mmrec.recsys.itemitem import EASE_GRID, ease_columns, train_gram
     from mmrec.recsys.tuning import tune
 
     gram, counts = train_gram(data), data.train_counts().astype(np.float32)
 
     def fit(reg: float) -> Scorer:
-        return EASEScorer(np.ascontiguousarray(ease_weights(gram, reg).T), counts)
+        return EASEScorer(ease_columns(gram, reg), counts)
 
     return tune(data, cfg, EASE_GRID, fit, progress)
 

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 USER_CHUNK = 1024  # users scored together: one matrix product per item chunk
 ITEM_CHUNK = 16_384  # items per product: a 1024 x 16384 float32 block is 64 MB at any catalog size
+ITEM_BLOCK_CELLS = 1 << 24  # at most this many item-vector floats per chunk (64 MB), fewer rows when wide
 VALID_USERS = 10_000  # validation during training ranks at most this many users (seeded sample)
 # ... and at most this many user-item scores: at 1M items 2,000 users (measured: ~5% of
 # an epoch's steps), at 100k or fewer items all VALID_USERS
@@ -65,11 +66,12 @@ def top_items(scorer: Scorer, users: np.ndarray, history: History, seen: History
     col = np.full(scorer.items.shape[0], -1, dtype=np.int64)
     col[candidates] = np.arange(len(candidates))
     ranked: list[np.ndarray] = []
+    sparse_from = getattr(scorer, "sparse_from", None)
     for start in range(0, len(users), USER_CHUNK):
         chunk = users[start : start + USER_CHUNK]
         queries = scorer.user_vectors(chunk, history.take(chunk))
         excluded = _excluded_cells(seen, col, start, len(chunk))
-        best, scores = chunked_top_k(queries, scorer.items, candidates, excluded, k)
+        best, scores = chunked_top_k(queries, scorer.items, candidates, excluded, k, sparse_from)
         ranked.extend(candidates[b[np.isfinite(s)]] for b, s in zip(best, scores, strict=True))
     return ranked
 
@@ -83,19 +85,37 @@ def _excluded_cells(seen: History, col: np.ndarray, start: int, count: int) -> t
 
 
 def chunked_top_k(queries: np.ndarray, items: np.ndarray, candidates: np.ndarray,
-                  excluded: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+                  excluded: tuple[np.ndarray, np.ndarray], k: int,
+                  sparse_from: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Columns (positions in ``candidates``) of each query's ``k`` best items, and their scores.
 
     Exactly :func:`mmrec.metrics.top_k` over the full ``queries @ items[candidates].T``
     with ``excluded`` cells at ``-inf``: each item chunk's top ``k`` (ties by lower
     column) is merged into a running top ``k`` by (score desc, column asc).
+    ``sparse_from``: the queries' columns from there on are mostly zero (a history's
+    indicator over an item-item model's ``W``), so that part is a sparse product:
+    history length x items multiply-adds a user instead of items^2 (the scores equal
+    the dense product's up to float rounding).
     """
     best_cols = np.zeros((len(queries), 0), dtype=np.int64)
     best = np.zeros((len(queries), 0), dtype=np.float32)
     ex_users, ex_cols = excluded
-    for lo in range(0, len(candidates), ITEM_CHUNK):
-        hi = min(len(candidates), lo + ITEM_CHUNK)
-        scores = (queries @ items[candidates[lo:hi]].T).astype(np.float32, copy=False)
+    dense, tail = queries, None
+    if sparse_from is not None:
+        from scipy.sparse import csr_matrix
+
+        dense, tail = queries[:, :sparse_from], csr_matrix(queries[:, sparse_from:])
+    # an item-item model's vectors are items wide: fewer rows a chunk keep its block small
+    step = min(ITEM_CHUNK, max(256, ITEM_BLOCK_CELLS // max(1, items.shape[1])))
+    for lo in range(0, len(candidates), step):
+        hi = min(len(candidates), lo + step)
+        block = items[candidates[lo:hi]]
+        if tail is None:
+            scores = (queries @ block.T).astype(np.float32, copy=False)
+        else:
+            scores = dense @ block[:, :sparse_from].T
+            scores += tail @ np.ascontiguousarray(block[:, sparse_from:].T)
+            scores = scores.astype(np.float32, copy=False)
         inside = (ex_cols >= lo) & (ex_cols < hi)
         scores[ex_users[inside], ex_cols[inside] - lo] = -np.inf
         top = _chunk_top_k(scores, k)

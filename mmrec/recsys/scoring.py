@@ -142,6 +142,9 @@ class _Base:
 
     kind: ClassVar[ModelKind]
     uses_content: ClassVar[bool] = False
+    # queries' columns from this one on are a history's sparse indicator (None: all dense),
+    # which evaluation multiplies as a sparse matrix (mmrec.recsys.evaluate.chunked_top_k)
+    sparse_from: ClassVar[int | None] = None
     items: np.ndarray
     counts: np.ndarray
 
@@ -220,6 +223,8 @@ class BPRScorer(_Base):
 @dataclass
 class _ItemItem(_Base):
     """``items[i]`` is column ``i`` of the item-item weights: ``score(u, i) = sum_h W[h, i]``."""
+
+    sparse_from: ClassVar[int | None] = 0  # the query is the history's indicator
 
     def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
         out = np.zeros((len(history), self.items.shape[0]), dtype=np.float32)
@@ -322,6 +327,11 @@ class TwoTowerScorer(_Base):
     def tower_items(self) -> np.ndarray:
         return self.items[:, : self.dim]
 
+    @property
+    def sparse_from(self) -> int | None:  # type: ignore[override]
+        """The item-item part of a query (after the tower's ``d``) is the history's indicator."""
+        return self.dim if self.item_item_items else None
+
     def user_vectors(self, users: np.ndarray, history: History) -> np.ndarray:
         users = np.asarray(users)
         known = users >= 0
@@ -407,12 +417,14 @@ class TwoTowerScorer(_Base):
         """This tower with the item-item term ``weight * W`` (``weights``: ``(n0, n0)``,
         ``W[h, i]`` the weight from history item ``h`` to item ``i``, ``n0`` <= items),
         replacing any it had; None: the tower alone."""
-        tower = np.ascontiguousarray(self.tower_items)
+        tower = self.tower_items
         if weights is None:
-            return replace(self, items=tower, item_item_weight=0.0)
-        columns = np.zeros((len(tower), weights.shape[0]), dtype=np.float32)
-        columns[: weights.shape[1]] = weights.T
-        return replace(self, items=np.hstack([tower, columns]), item_item_weight=float(weight))
+            return replace(self, items=np.ascontiguousarray(tower), item_item_weight=0.0)
+        # written in place: at 10k items every items x items temporary is 400 MB
+        items = np.zeros((len(tower), self.dim + weights.shape[0]), dtype=np.float32)
+        items[:, : self.dim] = tower
+        items[: weights.shape[1], self.dim :] = weights.T
+        return replace(self, items=items, item_item_weight=float(weight))
 
     def item_item_weights(self) -> np.ndarray | None:
         """``W`` (``(n0, n0)``), as :meth:`with_item_item` took it; None without the term."""

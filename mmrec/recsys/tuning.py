@@ -43,4 +43,5 @@ def tune(data: Data, cfg: TrainConfig, grid: dict[str, tuple], fit: Callable[...
         advance(1, **{f"valid {VALID_METRIC}": metric})
         if best is None or metric > best_metric:
             best, best_metric, chosen = scorer, metric, params
+        del scorer  # not held while the next candidate is fitted (items^2 floats for EASE)
     return best, {"chosen": chosen, "trials": record}
