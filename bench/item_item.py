@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from scale import CLUSTERS, ENCODER, write_catalog  # noqa: E402
+from scale import measure as run_stage  # noqa: E402
 
 STAGES = ["towers", "term", "term1", "evaluate-towers", "evaluate-term", "recommend-towers",
           "recommend-term"]
@@ -110,19 +110,7 @@ def stage(name: str, work: Path, epochs: int) -> dict:
 
 
 def measure(name: str, work: Path, epochs: int, timeout: float) -> dict:
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--stage", name, "--work", str(work),
-                             "--epochs", str(epochs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        return {"stage": name, "error": f"over {timeout:.0f} s"}
-    if proc.returncode:
-        return {"stage": name, "error": (err.strip().splitlines() or ["failed"])[-1][:160]}
-    return {"stage": name, "seconds": round(time.perf_counter() - started, 2), **json.loads(out)}
+    return run_stage(name, work, timeout, __file__, ("--epochs", str(epochs)))
 
 
 def main() -> None:

@@ -165,9 +165,12 @@ def _align_matrices(store: Path) -> list:
     return [opened.matrix(m)[0] for m in opened.modalities]
 
 
-def measure(name: str, work: Path, timeout: float) -> dict:
+def measure(name: str, work: Path, timeout: float, script: str = __file__,
+            extra: tuple[str, ...] = ()) -> dict:
+    """Run stage ``name`` of ``script`` (this one, or a bench that reuses this runner) in
+    a fresh process: its own peak RSS, its JSON answer, or a one-line error."""
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--stage", name, "--work", str(work)],
+    proc = subprocess.Popen([sys.executable, script, "--stage", name, "--work", str(work), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -177,7 +180,7 @@ def measure(name: str, work: Path, timeout: float) -> dict:
         return {"stage": name, "error": f"over {timeout:.0f} s"}
     seconds = time.perf_counter() - started
     if proc.returncode:
-        return {"stage": name, "error": (err.strip().splitlines() or ["failed"])[-1][:120]}
+        return {"stage": name, "error": (err.strip().splitlines() or ["failed"])[-1][:160]}
     return {"stage": name, "seconds": round(seconds, 2), **json.loads(out)}
 
 
